@@ -1,0 +1,54 @@
+# Lineage build. `make demo` and `make test` are the two commands a new
+# machine needs; everything else is for development.
+GO          ?= go
+BUILD       ?= build
+PLUGIN_OUT  ?= $(BUILD)/plugins
+# Reproducible wasm: no paths, no build id, so a fresh build is byte-equal
+# to the copy embedded in the host (a test checks it).
+WASM_FLAGS  := -buildmode=c-shared -trimpath -ldflags=-buildid=
+ANNOTATE    := $(GO) run ./sdk/go/cmd/lineage-annotate
+SCENARIO    ?= testdata/scenarios/origin.jsonl
+
+.PHONY: all host plugins embed demo test test-short bench fuzz clean
+
+all: host plugins
+
+host:
+	$(GO) build -o $(BUILD)/host ./cmd/host
+
+# Every reference plugin, built and annotated with its metadata.
+plugins:
+	@mkdir -p $(PLUGIN_OUT)
+	GOOS=wasip1 GOARCH=wasm $(GO) build $(WASM_FLAGS) -o $(PLUGIN_OUT)/zones.wasm ./plugins/zones
+	$(ANNOTATE) -name zones -version 1.0.0 -vendor Lineage -entry classify,decide -ops all $(PLUGIN_OUT)/zones.wasm
+	GOOS=wasip1 GOARCH=wasm $(GO) build $(WASM_FLAGS) -o $(PLUGIN_OUT)/example.wasm ./sdk/go/example
+	$(ANNOTATE) -name example -version 1.0.0 -vendor "Lineage examples" -entry decide -ops file.write,file.delete $(PLUGIN_OUT)/example.wasm
+
+# Refresh the zones plugin embedded in the host binary.
+embed: plugins
+	cp $(PLUGIN_OUT)/zones.wasm plugins/builtin/zones.wasm
+
+# Replay the origin scenario with the built-in plugin, for people.
+demo: host
+	@echo "Origin scenario: $(SCENARIO)"
+	@echo "explorer.exe -> OUTLOOK.EXE -> firefox.exe -> AcroRd32.exe -> powershell.exe, then explorer.exe -> powershell.exe"
+	@echo
+	@$(BUILD)/host replay --format text $(SCENARIO)
+
+test:
+	$(GO) vet ./...
+	GOOS=wasip1 GOARCH=wasm $(GO) vet ./sdk/... ./plugins/...
+	GOOS=windows $(GO) build ./...
+	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -race -short ./abi/... ./host/... ./replay/... ./config/...
+
+bench:
+	@mkdir -p $(BUILD)
+	$(GO) test -run '^$$' -bench . -benchmem -count 6 ./host/ | tee $(BUILD)/bench.txt
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzDecideRequest -fuzztime 30s ./abi/
+	$(GO) test -run '^$$' -fuzz FuzzDecideResponse -fuzztime 30s ./abi/
+
+clean:
+	rm -rf $(BUILD)

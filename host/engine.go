@@ -1,0 +1,445 @@
+// Package host is Lineage's engine: the process table that remembers each
+// process's zone, plugin state and lineage; the scoped decision cache; the
+// sandboxed WebAssembly plugin runtime; and the composition of several
+// plugins' answers into one decision.
+//
+// Kernel layers and commands drive it through Engine and never see a
+// wazero type: host must not export them, and must not import kernel/.
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"lineage.dev/lineage/abi"
+	"lineage.dev/lineage/host/internal/cache"
+)
+
+// ErrUnknownProcess is returned when a request names a process the table
+// does not hold.
+var ErrUnknownProcess = errors.New("unknown process")
+
+// Mode says whether denials are enforced.
+type Mode uint8
+
+const (
+	// Enforce applies every verdict (the default).
+	Enforce Mode = iota
+	// Audit reports would-be denials but lets the operation proceed.
+	Audit
+)
+
+func (m Mode) String() string {
+	if m == Audit {
+		return "audit"
+	}
+	return "enforce"
+}
+
+// ParseMode maps "enforce" or "audit" to its Mode.
+func ParseMode(s string) (Mode, error) {
+	switch s {
+	case "enforce", "":
+		return Enforce, nil
+	case "audit":
+		return Audit, nil
+	}
+	return 0, fmt.Errorf("unknown mode %q (want enforce or audit)", s)
+}
+
+// Config configures an Engine. Zero fields take the documented defaults.
+type Config struct {
+	Mode Mode
+	// FailureVerdicts is the verdict per zone when a plugin fails (trap,
+	// deadline, memory, malformed answer, quarantine). Zones not listed get
+	// DefaultFailureVerdict. Default: {"system": allow}.
+	FailureVerdicts map[string]abi.Verdict
+	// DefaultFailureVerdict applies to zones without an entry (default
+	// deny: fail closed).
+	DefaultFailureVerdict abi.Verdict
+	// AbstainVerdict applies when every plugin abstains or none handles
+	// the op (default allow: no policy objects).
+	AbstainVerdict abi.Verdict
+	// UnclassifiedZone is the zone of a process no classifier claims
+	// (default "untrusted").
+	UnclassifiedZone string
+	// FailureZone is the zone of a process whose classification failed
+	// (default "untrusted").
+	FailureZone string
+	// CacheEntries bounds the decision cache (default 65536).
+	CacheEntries int
+	Logger       hclog.Logger
+	// Clock returns monotonic nanoseconds; tests replace it to move TTLs.
+	Clock func() int64
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.FailureVerdicts == nil {
+		c.FailureVerdicts = map[string]abi.Verdict{"system": abi.Allow}
+	}
+	for z, v := range c.FailureVerdicts {
+		if v != abi.Allow && v != abi.Deny {
+			return c, fmt.Errorf("failure verdict for zone %q: %v, want allow or deny", z, v)
+		}
+	}
+	if c.DefaultFailureVerdict == abi.Abstain {
+		c.DefaultFailureVerdict = abi.Deny
+	}
+	if c.AbstainVerdict == abi.Abstain {
+		c.AbstainVerdict = abi.Allow
+	}
+	if c.UnclassifiedZone == "" {
+		c.UnclassifiedZone = "untrusted"
+	}
+	if c.FailureZone == "" {
+		c.FailureZone = "untrusted"
+	}
+	for _, z := range []string{c.UnclassifiedZone, c.FailureZone} {
+		if !abi.ValidZone(z) {
+			return c, fmt.Errorf("zone %q: want 1..64 bytes of [a-z0-9._-]", z)
+		}
+	}
+	if c.CacheEntries <= 0 {
+		c.CacheEntries = 65536
+	}
+	if c.Logger == nil {
+		c.Logger = hclog.NewNullLogger()
+	}
+	if c.Clock == nil {
+		t0 := time.Now()
+		c.Clock = func() int64 { return int64(time.Since(t0)) }
+	}
+	return c, nil
+}
+
+// Engine decides access requests for processes by asking plugins, caching
+// their scoped answers and remembering every process's zone. It is safe
+// for concurrent use.
+type Engine struct {
+	cfg         Config
+	plugins     []*Plugin
+	classifiers []int
+	deciders    [16][]int // plugin indices per op
+	gen         uint64
+	cache       *cache.Cache
+	table       *table
+	log         hclog.Logger
+
+	decisions, failures atomic.Uint64
+}
+
+// New returns an Engine over plugins, which are consulted in order: the
+// first classifier that does not abstain sets a new process's zone; for
+// decisions, a deny overrides any allow.
+func New(cfg Config, plugins ...*Plugin) (*Engine, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("engine config: %w", err)
+	}
+	e := &Engine{
+		cfg: cfg, plugins: plugins, gen: 1,
+		cache: cache.New(cfg.CacheEntries), table: newTable(), log: cfg.Logger.Named("engine"),
+	}
+	seen := map[string]bool{}
+	for i, p := range plugins {
+		m := p.Metadata()
+		if seen[m.Name] {
+			return nil, fmt.Errorf("two plugins are named %q; names identify plugins in decisions and config", m.Name)
+		}
+		seen[m.Name] = true
+		if m.Entry&abi.EntryClassify != 0 {
+			e.classifiers = append(e.classifiers, i)
+		}
+		if m.Entry&abi.EntryDecide != 0 {
+			for _, op := range abi.Ops() {
+				if m.Handles(op) {
+					e.deciders[op] = append(e.deciders[op], i)
+				}
+			}
+		}
+	}
+	return e, nil
+}
+
+// Mode returns the engine's mode.
+func (e *Engine) Mode() Mode { return e.cfg.Mode }
+
+// Plugins returns the plugins in consultation order.
+func (e *Engine) Plugins() []*Plugin { return e.plugins }
+
+// Request is an access request in ABI form plus the identities the host
+// resolves. Decide fills Zone, State and, for mem ops, Object and
+// TargetZone from the process table.
+type Request struct {
+	Subject ProcessID
+	Target  ProcessID // mem.read, mem.write: the process whose memory is accessed
+	abi.DecideRequest
+}
+
+// Decision is the engine's answer.
+type Decision struct {
+	// Verdict is allow or deny, never abstain.
+	Verdict abi.Verdict
+	// Enforced is false when the engine is in audit mode: a deny is then
+	// reported but not applied.
+	Enforced bool
+	Zone     string
+	Rule     string
+	Reason   string
+	Plugin   string // the plugin whose answer decided; "" when none did
+	Cached   bool
+	// Failure: a plugin failed and Verdict is the zone's failure verdict.
+	Failure bool
+	Scope   abi.Scope
+	Subject *Process
+}
+
+// Effective is the verdict to apply: a deny in audit mode is an allow.
+func (d *Decision) Effective() abi.Verdict {
+	if d.Verdict == abi.Deny && !d.Enforced {
+		return abi.Allow
+	}
+	return d.Verdict
+}
+
+// Decide answers r. It fails only when r names a process the table does
+// not hold or r's fields are invalid; plugin failures produce a Decision
+// with Failure set.
+func (e *Engine) Decide(ctx context.Context, r *Request) (Decision, error) {
+	p := e.table.get(r.Subject)
+	if p == nil {
+		return Decision{}, fmt.Errorf("subject %v: %w", r.Subject, ErrUnknownProcess)
+	}
+	if r.Op.Object() == abi.ObjectProcess {
+		t := e.table.get(r.Target)
+		if t == nil {
+			return Decision{}, fmt.Errorf("target %v: %w", r.Target, ErrUnknownProcess)
+		}
+		r.Object, r.TargetZone = t.Exe, t.Zone
+	}
+	return e.decide(ctx, p, &r.DecideRequest)
+}
+
+func (e *Engine) decide(ctx context.Context, p *Process, req *abi.DecideRequest) (Decision, error) {
+	if !req.Op.Valid() {
+		return Decision{}, fmt.Errorf("op %d: not a known op", req.Op)
+	}
+	e.decisions.Add(1)
+	req.Zone, req.State = p.Zone, ""
+	now := e.cfg.Clock()
+	if v, ok := e.cache.Lookup(e.gen, &p.subj, req, now); ok {
+		return e.decision(p, v, true), nil
+	}
+	v, err := e.ask(ctx, p, req)
+	if err != nil {
+		e.failures.Add(1)
+		return e.failureDecision(p, err), nil
+	}
+	e.cache.Insert(e.gen, &p.subj, req, v, now)
+	return e.decision(p, &v, false), nil
+}
+
+func (e *Engine) decision(p *Process, v *cache.Value, cached bool) Decision {
+	return Decision{
+		Verdict: v.Verdict, Enforced: e.cfg.Mode == Enforce, Zone: p.Zone,
+		Rule: v.Rule, Reason: v.Reason, Plugin: v.Plugin, Cached: cached,
+		Scope: v.Scope, Subject: p,
+	}
+}
+
+func (e *Engine) failureDecision(p *Process, err error) Decision {
+	v, ok := e.cfg.FailureVerdicts[p.Zone]
+	if !ok {
+		v = e.cfg.DefaultFailureVerdict
+	}
+	if e.log.IsDebug() {
+		e.log.Debug("failure verdict", "pid", p.ID.PID, "zone", p.Zone, "verdict", v, "error", err)
+	}
+	return Decision{
+		Verdict: v, Enforced: e.cfg.Mode == Enforce, Zone: p.Zone,
+		Rule: "failure", Reason: fmt.Sprintf("%s failure verdict for zone %s: %v", v, p.Zone, err),
+		Failure: true, Subject: p,
+	}
+}
+
+// ask composes the deciding plugins' answers: the first deny wins with its
+// own scope (it holds wherever that plugin's deny holds, whatever the
+// others say); otherwise the scope is the intersection of every answer's,
+// since each of them must stay the same for the result to stay the same.
+func (e *Engine) ask(ctx context.Context, p *Process, req *abi.DecideRequest) (cache.Value, error) {
+	scope := abi.Scope{Subject: abi.SubjectAll, Object: abi.ObjectAny, TTLMillis: abi.MaxTTLMillis}
+	var allow *cache.Value
+	var resp abi.DecideResponse
+	for _, i := range e.deciders[req.Op] {
+		pl := e.plugins[i]
+		req.State = p.State(i)
+		if err := pl.Decide(ctx, req, &resp); err != nil {
+			return cache.Value{}, err
+		}
+		switch resp.Verdict {
+		case abi.Deny:
+			return cache.Value{Verdict: abi.Deny, Rule: resp.Rule, Reason: resp.Reason, Plugin: pl.Name(), Scope: resp.Scope}, nil
+		case abi.Allow:
+			if allow == nil {
+				allow = &cache.Value{Verdict: abi.Allow, Rule: resp.Rule, Reason: resp.Reason, Plugin: pl.Name()}
+			}
+		}
+		scope = intersect(scope, resp.Scope)
+	}
+	if allow == nil {
+		return cache.Value{Verdict: e.cfg.AbstainVerdict, Rule: "abstain", Reason: "no plugin objects: every plugin abstained or none handles " + req.Op.String(), Scope: scope}, nil
+	}
+	allow.Scope = scope
+	return *allow, nil
+}
+
+// intersect returns the widest scope inside both a and b, which both hold
+// the same request.
+func intersect(a, b abi.Scope) abi.Scope {
+	r := abi.Scope{Subject: min(a.Subject, b.Subject), TTLMillis: min(a.TTLMillis, b.TTLMillis)}
+	switch {
+	case a.Object == abi.ObjectAny:
+		r.Object, r.PrefixLen, r.PortLo, r.PortHi = b.Object, b.PrefixLen, b.PortLo, b.PortHi
+	case b.Object == abi.ObjectAny:
+		r.Object, r.PrefixLen, r.PortLo, r.PortHi = a.Object, a.PrefixLen, a.PortLo, a.PortHi
+	case a.Object == abi.ObjectPrefix && b.Object == abi.ObjectPrefix:
+		r.Object, r.PrefixLen = abi.ObjectPrefix, max(a.PrefixLen, b.PrefixLen)
+	case a.Object == abi.ObjectPortRange && b.Object == abi.ObjectPortRange:
+		r.Object, r.PortLo, r.PortHi = abi.ObjectPortRange, max(a.PortLo, b.PortLo), min(a.PortHi, b.PortHi)
+	default:
+		r.Object = abi.ObjectExact
+	}
+	return r
+}
+
+// Exist records a process that was running before the host started. Its
+// ancestry is unknown, so it is classified by its executable alone.
+func (e *Engine) Exist(ctx context.Context, id ProcessID, exe string, fs abi.FSKind) *Process {
+	p := e.classify(ctx, id, exe, fs, nil, abi.FlagCreatorUnknown)
+	e.table.put(p)
+	return p
+}
+
+// Start classifies and records a new process id created by creator and
+// running exe. Call it after a process.exec decision allowed the launch.
+func (e *Engine) Start(ctx context.Context, id, creator ProcessID, exe string, fs abi.FSKind) (*Process, error) {
+	c := e.table.get(creator)
+	if c == nil {
+		return nil, fmt.Errorf("creator %v: %w", creator, ErrUnknownProcess)
+	}
+	p := e.classify(ctx, id, exe, fs, c, 0)
+	e.table.put(p)
+	return p, nil
+}
+
+// ExecInPlace re-classifies process id after it replaced its image with
+// exe; its current image acts as the creator, so a process cannot exec
+// its way out of a zone.
+func (e *Engine) ExecInPlace(ctx context.Context, id ProcessID, exe string, fs abi.FSKind) (*Process, error) {
+	c := e.table.get(id)
+	if c == nil {
+		return nil, fmt.Errorf("process %v: %w", id, ErrUnknownProcess)
+	}
+	p := e.classify(ctx, id, exe, fs, c, abi.FlagInPlace)
+	e.table.put(p)
+	return p, nil
+}
+
+// Fork records child as a copy of parent's image: same executable, zone
+// and states, with parent as its creator. No plugin is called.
+func (e *Engine) Fork(child, parent ProcessID) (*Process, error) {
+	par := e.table.get(parent)
+	if par == nil {
+		return nil, fmt.Errorf("parent %v: %w", parent, ErrUnknownProcess)
+	}
+	p := *par
+	// The child runs its parent's image, so the zone's origin is the
+	// parent's: the parent itself if it earned its zone, else its origin.
+	p.ID, p.Creator, p.InPlace, p.Origin = child, par, false, par.Origin
+	np := newProcess(&p)
+	e.table.put(np)
+	return np, nil
+}
+
+// Exit forgets a process. It reports whether the process was known.
+func (e *Engine) Exit(id ProcessID) bool { return e.table.remove(id) }
+
+// Process returns the current image of a live process, or nil.
+func (e *Engine) Process(id ProcessID) *Process { return e.table.get(id) }
+
+// Running returns the live process with pid, or nil.
+func (e *Engine) Running(pid uint32) *Process { return e.table.running(pid) }
+
+func (e *Engine) classify(ctx context.Context, id ProcessID, exe string, fs abi.FSKind, creator *Process, flags uint32) *Process {
+	req := abi.ClassifyRequest{Flags: flags, Exe: exe, FS: fs}
+	if creator != nil {
+		req.CreatorZone, req.CreatorExe = creator.Zone, creator.Exe
+	}
+	p := &Process{
+		ID: id, Exe: exe, Creator: creator,
+		AncestryUnknown: creator == nil || (flags&abi.FlagInPlace != 0 && creator.AncestryUnknown),
+		InPlace:         flags&abi.FlagInPlace != 0,
+		states:          make([]string, len(e.plugins)),
+	}
+	var resp abi.ClassifyResponse
+	decided := false
+	for _, i := range e.classifiers {
+		pl := e.plugins[i]
+		if creator != nil {
+			req.CreatorState = creator.State(i)
+		}
+		if err := pl.Classify(ctx, &req, &resp); err != nil {
+			e.failures.Add(1)
+			p.Zone, p.Rule, p.Plugin, p.ClassifyFailed = e.cfg.FailureZone, "failure", pl.Name(), true
+			p.Reason = fmt.Sprintf("classification failed, so the failure zone %s applies: %v", e.cfg.FailureZone, err)
+			p.Origin = nil
+			decided = true
+			break
+		}
+		p.states[i] = resp.State
+		if !resp.Classified || decided {
+			continue
+		}
+		decided = true
+		p.Zone, p.Rule, p.Reason, p.Plugin = resp.Zone, resp.Rule, resp.Reason, pl.Name()
+		if resp.Inherited() && creator != nil {
+			p.Origin = creator.Origin
+		}
+	}
+	if !decided {
+		p.Zone, p.Rule = e.cfg.UnclassifiedZone, "unclassified"
+		p.Reason = "no plugin classified the process, so the unclassified zone " + e.cfg.UnclassifiedZone + " applies"
+	}
+	return newProcess(p)
+}
+
+// DecideExec is the process.exec decision for creator launching exe.
+func (e *Engine) DecideExec(ctx context.Context, creator ProcessID, exe string, fs abi.FSKind) (Decision, error) {
+	return e.Decide(ctx, &Request{Subject: creator, DecideRequest: abi.DecideRequest{Op: abi.OpProcessExec, Object: exe, FS: fs}})
+}
+
+// CacheStats are the decision cache's counters.
+type CacheStats = cache.Stats
+
+// Stats are the engine's counters.
+type Stats struct {
+	Cache     CacheStats
+	Processes int
+	Decisions uint64
+	Failures  uint64
+	Plugins   []PluginInfo
+}
+
+// Stats returns the engine's counters.
+func (e *Engine) Stats() Stats {
+	s := Stats{Cache: e.cache.Stats(), Processes: e.table.len(), Decisions: e.decisions.Load(), Failures: e.failures.Load()}
+	for _, p := range e.plugins {
+		s.Plugins = append(s.Plugins, p.Info())
+	}
+	return s
+}

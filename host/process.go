@@ -1,0 +1,163 @@
+package host
+
+import (
+	"encoding/binary"
+	"fmt"
+	"strings"
+	"sync"
+
+	"lineage.dev/lineage/host/internal/cache"
+)
+
+// ProcessID identifies a process for its whole life: a pid alone is reused,
+// a pid with its start time is not.
+type ProcessID struct {
+	PID   uint32
+	Start uint64 // start time in the OS's unit (clock ticks since boot on Linux)
+}
+
+func (id ProcessID) String() string { return fmt.Sprintf("%d@%d", id.PID, id.Start) }
+
+// Process is one process image as the host classified it. It is immutable:
+// an exec in place or a fork produces a new Process, so a Decision or a
+// lineage chain that holds one stays consistent.
+type Process struct {
+	ID  ProcessID
+	Exe string
+
+	Zone   string // the zone its decisions use
+	Rule   string // classification rule, from the plugin that set the zone
+	Reason string
+	Plugin string // the plugin that set the zone ("" if none did)
+
+	// AncestryUnknown: the process predates the host (or its creator was
+	// never seen), so it was classified by its own executable alone.
+	AncestryUnknown bool
+	// InPlace: this image replaced an earlier one of the same process;
+	// Creator is that earlier image.
+	InPlace bool
+	// ClassifyFailed: a classifier failed and Zone is the failure zone.
+	ClassifyFailed bool
+
+	// Creator is the process that created this one at fork time (or the
+	// previous image, for an exec in place); nil if unknown.
+	Creator *Process
+	// Origin is the ancestor whose classification set Zone: itself unless
+	// the zone was inherited.
+	Origin *Process
+
+	states []string      // per plugin, in engine plugin order
+	subj   cache.Subject // precomputed cache subject
+}
+
+// State returns plugin i's opaque state for the process.
+func (p *Process) State(i int) string {
+	if i < len(p.states) {
+		return p.states[i]
+	}
+	return ""
+}
+
+// Lineage returns the chain from p up to the ancestor that set its zone,
+// p first. For a zone the process earned itself, that is just p.
+func (p *Process) Lineage() []*Process {
+	var chain []*Process
+	for q := p; q != nil; q = q.Creator {
+		chain = append(chain, q)
+		if q == p.Origin || len(chain) > 1024 {
+			break
+		}
+	}
+	return chain
+}
+
+// Ancestry returns the full known chain of creators, p first.
+func (p *Process) Ancestry() []*Process {
+	var chain []*Process
+	for q := p; q != nil && len(chain) <= 1024; q = q.Creator {
+		chain = append(chain, q)
+	}
+	return chain
+}
+
+// BaseName returns the executable's name without its directory, for
+// either slash.
+func (p *Process) BaseName() string {
+	return p.Exe[strings.LastIndexAny(p.Exe, `/\`)+1:]
+}
+
+func newProcess(p *Process) *Process {
+	if p.Origin == nil {
+		p.Origin = p
+	}
+	// Length-prefix every state so that no two (zone, states) tuples
+	// share an encoding, whatever bytes the states hold.
+	b := make([]byte, 0, len(p.Zone)+8*len(p.states)+16)
+	b = append(b, p.Zone...)
+	b = append(b, 0)
+	for _, s := range p.states {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	p.subj = cache.Subject{Zone: p.Zone, ZoneState: string(b)}
+	return p
+}
+
+// table maps live process identities to their current image.
+type table struct {
+	mu    sync.RWMutex
+	procs map[ProcessID]*Process
+	byPID map[uint32]ProcessID
+}
+
+func newTable() *table {
+	return &table{procs: make(map[ProcessID]*Process), byPID: make(map[uint32]ProcessID)}
+}
+
+func (t *table) get(id ProcessID) *Process {
+	t.mu.RLock()
+	p := t.procs[id]
+	t.mu.RUnlock()
+	return p
+}
+
+func (t *table) running(pid uint32) *Process {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	id, ok := t.byPID[pid]
+	if !ok {
+		return nil
+	}
+	return t.procs[id]
+}
+
+// put records p as the current image of p.ID; an older process with the
+// same pid (whose exit was missed) is dropped.
+func (t *table) put(p *Process) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if old, ok := t.byPID[p.ID.PID]; ok && old != p.ID {
+		delete(t.procs, old)
+	}
+	t.procs[p.ID] = p
+	t.byPID[p.ID.PID] = p.ID
+}
+
+func (t *table) remove(id ProcessID) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.procs[id]; !ok {
+		return false
+	}
+	delete(t.procs, id)
+	if t.byPID[id.PID] == id {
+		delete(t.byPID, id.PID)
+	}
+	return true
+}
+
+func (t *table) len() int {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return len(t.procs)
+}

@@ -1,0 +1,642 @@
+package host
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+	"github.com/tetratelabs/wazero/sys"
+
+	"lineage.dev/lineage/abi"
+	"lineage.dev/lineage/host/internal/wasmguard"
+)
+
+// Errors callers branch on.
+var (
+	// ErrPluginFailed wraps every failed plugin call: trap, deadline,
+	// memory exhaustion, error code or malformed answer.
+	ErrPluginFailed = errors.New("plugin call failed")
+	// ErrQuarantined is returned instead of calling a plugin that failed
+	// repeatedly, until its quarantine ends.
+	ErrQuarantined = errors.New("plugin quarantined after repeated failures")
+	// ErrBadPlugin wraps every reason to refuse loading a plugin.
+	ErrBadPlugin = errors.New("invalid plugin")
+)
+
+// Limits bound what one plugin may cost. The zero value of a field means
+// its default.
+type Limits struct {
+	// CallDeadline bounds one classify or decide call (default 20ms).
+	CallDeadline time.Duration
+	// InitDeadline bounds instantiation, the reactor initializer and
+	// lineage_init together (default 5s).
+	InitDeadline time.Duration
+	// MemoryBytes caps each instance's linear memory (default 64 MiB).
+	MemoryBytes uint64
+	// Instances caps concurrent instances per plugin (default GOMAXPROCS).
+	// Each concurrent caller gets its own; instances are never shared.
+	Instances int
+	// QuarantineAfter consecutive failures quarantine a plugin for
+	// QuarantineFor (defaults 5 and 30s).
+	QuarantineAfter int
+	QuarantineFor   time.Duration
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.CallDeadline <= 0 {
+		l.CallDeadline = 20 * time.Millisecond
+	}
+	if l.InitDeadline <= 0 {
+		l.InitDeadline = 5 * time.Second
+	}
+	if l.MemoryBytes == 0 {
+		l.MemoryBytes = 64 << 20
+	}
+	if l.Instances <= 0 {
+		l.Instances = runtime.GOMAXPROCS(0)
+	}
+	if l.QuarantineAfter <= 0 {
+		l.QuarantineAfter = 5
+	}
+	if l.QuarantineFor <= 0 {
+		l.QuarantineFor = 30 * time.Second
+	}
+	return l
+}
+
+const wasmPage = 64 << 10
+
+// Runtime compiles and runs plugins. One Runtime serves any number of
+// plugins; it owns the WebAssembly engine and must be closed.
+type Runtime struct {
+	rt     wazero.Runtime
+	wasi   map[string]bool // WASI function names
+	limits Limits
+	log    hclog.Logger
+}
+
+// RuntimeOptions configure a Runtime.
+type RuntimeOptions struct {
+	Limits Limits
+	// CacheDir, if set, keeps compiled machine code across processes, so a
+	// command-line run does not recompile the same plugin.
+	CacheDir string
+	Logger   hclog.Logger
+}
+
+// NewRuntime returns a Runtime. Plugins get WASI with no files, no
+// environment, no arguments, fake clocks and deterministic randomness: a
+// plugin is a pure function and must not observe the machine.
+func NewRuntime(ctx context.Context, o RuntimeOptions) (*Runtime, error) {
+	lim := o.Limits.withDefaults()
+	pages := lim.MemoryBytes / wasmPage
+	if pages < 1 || pages > 65536 {
+		return nil, fmt.Errorf("memory limit %d bytes: want 64 KiB to 4 GiB", lim.MemoryBytes)
+	}
+	cfg := wazero.NewRuntimeConfigCompiler().WithMemoryLimitPages(uint32(pages))
+	if o.CacheDir != "" {
+		cc, err := wazero.NewCompilationCacheWithDir(o.CacheDir)
+		if err != nil {
+			return nil, fmt.Errorf("compilation cache %s: %w", o.CacheDir, err)
+		}
+		cfg = cfg.WithCompilationCache(cc)
+	}
+	log := o.Logger
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	rt := wazero.NewRuntimeWithConfig(ctx, cfg)
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+		rt.Close(ctx)
+		return nil, fmt.Errorf("instantiating WASI: %w", err)
+	}
+	wasi := map[string]bool{}
+	for name := range rt.Module(wasi_snapshot_preview1.ModuleName).ExportedFunctionDefinitions() {
+		wasi[name] = true
+	}
+	return &Runtime{rt: rt, wasi: wasi, limits: lim, log: log}, nil
+}
+
+// DefaultCacheDir is where commands keep compiled plugins.
+func DefaultCacheDir() string {
+	d, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(d, "lineage", "wazero")
+}
+
+// Close releases every plugin compiled by r.
+func (r *Runtime) Close(ctx context.Context) error { return r.rt.Close(ctx) }
+
+// Plugin is a compiled, verified plugin with a pool of instances.
+type Plugin struct {
+	meta     abi.Metadata
+	source   string
+	sum      string
+	config   []byte
+	r        *Runtime
+	compiled wazero.CompiledModule
+	hadStart bool
+	lim      Limits
+	log      hclog.Logger
+
+	idle  chan *instance
+	slots chan struct{} // one token per live instance
+
+	calls, failures atomic.Uint64
+	consecutive     atomic.Int64
+	quarantineUntil atomic.Int64 // unix nanoseconds
+	lastErr         atomic.Pointer[string]
+}
+
+// PluginInfo describes a loaded plugin.
+type PluginInfo struct {
+	Metadata abi.Metadata
+	Source   string // where it was loaded from
+	SHA256   string // of the file as given, before instrumentation
+	Calls    uint64
+	Failures uint64
+	// Quarantined is set while the plugin is skipped after repeated
+	// failures.
+	Quarantined bool
+	LastError   string
+}
+
+// Load verifies, compiles and instantiates a plugin, and runs lineage_init
+// with config. source names the plugin in errors and logs (a path, or
+// "builtin:zones"). Every refusal wraps ErrBadPlugin and says what was
+// wrong.
+func (r *Runtime) Load(ctx context.Context, source string, wasm, config []byte) (*Plugin, error) {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%s: %w: %s", source, ErrBadPlugin, fmt.Sprintf(format, a...))
+	}
+	if len(wasm) == 0 {
+		return nil, bad("file is empty")
+	}
+	meta, err := abi.ReadMetadata(wasm)
+	switch {
+	case errors.Is(err, abi.ErrNoMetadata):
+		return nil, bad("no %s custom section: annotate the module after building it (see sdk/go)", abi.MetadataSection)
+	case err != nil:
+		return nil, bad("%v", err)
+	}
+	if len(config) > abi.MaxConfig {
+		return nil, bad("config of %d bytes exceeds the ABI limit of %d", len(config), abi.MaxConfig)
+	}
+	g, err := wasmguard.Instrument(wasm)
+	if err != nil {
+		return nil, bad("%v", err)
+	}
+	compiled, err := r.rt.CompileModule(ctx, g.Wasm)
+	if err != nil {
+		return nil, bad("compiling: %v", err)
+	}
+	sum := sha256.Sum256(wasm)
+	p := &Plugin{
+		meta: meta, source: source, sum: hex.EncodeToString(sum[:]),
+		config: append([]byte(nil), config...), r: r, compiled: compiled, hadStart: g.HadStart,
+		lim: r.limits, log: r.log.Named("plugin").With("plugin", meta.Name),
+		idle: make(chan *instance, r.limits.Instances), slots: make(chan struct{}, r.limits.Instances),
+	}
+	if err := p.checkStatic(); err != nil {
+		compiled.Close(ctx)
+		return nil, bad("%v", err)
+	}
+	// Instantiate one instance now: a plugin whose initializer or
+	// lineage_init fails is refused here, not at its first decision.
+	p.slots <- struct{}{}
+	inst, err := p.newInstance(ctx)
+	if err != nil {
+		compiled.Close(ctx)
+		return nil, fmt.Errorf("%s: %w: %v", source, ErrBadPlugin, err)
+	}
+	p.idle <- inst
+	return p, nil
+}
+
+// allowedImports are the WASI functions a plugin may import; wazero's
+// implementations of them see no files, environment or real clocks.
+func (r *Runtime) importAllowed(module, name string) bool {
+	return module == wasi_snapshot_preview1.ModuleName && r.wasi[name]
+}
+
+func (p *Plugin) checkStatic() error {
+	var bad []string
+	for _, f := range p.compiled.ImportedFunctions() {
+		mod, name, _ := f.Import()
+		if !p.r.importAllowed(mod, name) {
+			bad = append(bad, mod+"."+name)
+		}
+	}
+	if len(bad) > 0 {
+		sort.Strings(bad)
+		return fmt.Errorf("imports not allowed (only %s functions are): %s", wasi_snapshot_preview1.ModuleName, strings.Join(bad, ", "))
+	}
+	for _, m := range p.compiled.ImportedMemories() {
+		mod, name, _ := m.Import()
+		return fmt.Errorf("imports memory %s.%s; a plugin must define and export its own", mod, name)
+	}
+	mems := p.compiled.ExportedMemories()
+	mem, ok := mems[abi.ExportMemory]
+	if !ok {
+		return fmt.Errorf("does not export its memory as %q", abi.ExportMemory)
+	}
+	limit := uint32(p.lim.MemoryBytes / wasmPage)
+	if mem.Min() > limit {
+		return fmt.Errorf("declares %d pages of initial memory (%d MiB); the limit is %d pages (%d MiB)", mem.Min(), mem.Min()/16, limit, limit/16)
+	}
+	want := []struct {
+		name    string
+		params  int
+		need    bool
+		purpose string
+	}{
+		{abi.ExportBuffer, 0, true, "I/O buffer address"},
+		{abi.ExportBufferSize, 0, true, "I/O buffer size"},
+		{abi.ExportInit, 1, true, "init"},
+		{abi.ExportClassify, 1, p.meta.Entry&abi.EntryClassify != 0, "classify (declared in metadata)"},
+		{abi.ExportDecide, 1, p.meta.Entry&abi.EntryDecide != 0, "decide (declared in metadata)"},
+	}
+	funcs := p.compiled.ExportedFunctions()
+	for _, w := range want {
+		f, ok := funcs[w.name]
+		if !ok {
+			if w.need {
+				return fmt.Errorf("missing export %s (%s)", w.name, w.purpose)
+			}
+			continue
+		}
+		pt, rt := f.ParamTypes(), f.ResultTypes()
+		okSig := len(pt) == w.params && len(rt) == 1 && rt[0] == api.ValueTypeI32
+		for _, t := range pt {
+			okSig = okSig && t == api.ValueTypeI32
+		}
+		if !okSig {
+			return fmt.Errorf("export %s has signature (%s) -> (%s), want (%s) -> (i32)", w.name, typeList(pt), typeList(rt), strings.TrimSuffix(strings.Repeat("i32, ", w.params), ", "))
+		}
+	}
+	if f, ok := funcs[abi.ExportInitialize]; ok && (len(f.ParamTypes()) != 0 || len(f.ResultTypes()) != 0) {
+		return fmt.Errorf("export %s must take and return nothing", abi.ExportInitialize)
+	}
+	return nil
+}
+
+func typeList(ts []api.ValueType) string {
+	s := make([]string, len(ts))
+	for i, t := range ts {
+		s[i] = api.ValueTypeName(t)
+	}
+	return strings.Join(s, ", ")
+}
+
+// Metadata returns the plugin's metadata.
+func (p *Plugin) Metadata() abi.Metadata { return p.meta }
+
+// Name returns the plugin's metadata name.
+func (p *Plugin) Name() string { return p.meta.Name }
+
+// Info returns the plugin's description and counters.
+func (p *Plugin) Info() PluginInfo {
+	i := PluginInfo{
+		Metadata: p.meta, Source: p.source, SHA256: p.sum,
+		Calls: p.calls.Load(), Failures: p.failures.Load(),
+		Quarantined: time.Now().UnixNano() < p.quarantineUntil.Load(),
+	}
+	if s := p.lastErr.Load(); s != nil {
+		i.LastError = *s
+	}
+	return i
+}
+
+// Close releases the plugin's instances and compiled code.
+func (p *Plugin) Close(ctx context.Context) error {
+	for {
+		select {
+		case inst := <-p.idle:
+			inst.close(ctx)
+		default:
+			return p.compiled.Close(ctx)
+		}
+	}
+}
+
+// instance is one instantiation of a plugin. It is used by one caller at a
+// time and discarded after any failure, so a failing call can never leave
+// state behind for the next one.
+type instance struct {
+	mod       api.Module
+	mem       api.Memory
+	buf, size uint32
+	init      api.Function
+	classify  api.Function
+	decide    api.Function
+	interrupt api.MutableGlobal
+	timer     *time.Timer
+	stack     []uint64
+}
+
+// callError classifies a failed call for logs and counters.
+type callError struct {
+	what string // "deadline", "trap", "exit", "error code", "malformed answer"
+	err  error
+}
+
+func (e *callError) Error() string { return e.what + ": " + e.err.Error() }
+func (e *callError) Unwrap() error { return ErrPluginFailed }
+
+func (p *Plugin) newInstance(ctx context.Context) (inst *instance, err error) {
+	mc := wazero.NewModuleConfig().WithName("").WithStartFunctions().
+		WithStdout(&logWriter{log: p.log, stream: "stdout"}).WithStderr(&logWriter{log: p.log, stream: "stderr"})
+	mod, err := p.r.rt.InstantiateModule(ctx, p.compiled, mc)
+	if err != nil {
+		return nil, fmt.Errorf("instantiating: %v", err)
+	}
+	inst = &instance{mod: mod, mem: mod.Memory(), stack: make([]uint64, 1)}
+	defer func() {
+		if err != nil {
+			mod.Close(ctx)
+		}
+	}()
+	g, ok := mod.ExportedGlobal(wasmguard.InterruptExport).(api.MutableGlobal)
+	if !ok {
+		return nil, errors.New("instrumentation global missing")
+	}
+	inst.interrupt = g
+	inst.timer = time.AfterFunc(time.Hour, func() { g.Set(1) })
+	inst.timer.Stop()
+	inst.init = mod.ExportedFunction(abi.ExportInit)
+	inst.classify = mod.ExportedFunction(abi.ExportClassify)
+	inst.decide = mod.ExportedFunction(abi.ExportDecide)
+
+	// One budget covers the whole start-up; a start function or an
+	// initializer that never returns is interrupted like any call.
+	start := time.Now()
+	left := func() time.Duration { return p.lim.InitDeadline - time.Since(start) }
+	if p.hadStart {
+		if err := inst.callVoid(ctx, mod.ExportedFunction(wasmguard.StartExport), left()); err != nil {
+			return nil, fmt.Errorf("start function: %v", err)
+		}
+	}
+	if f := mod.ExportedFunction(abi.ExportInitialize); f != nil {
+		if err := inst.callVoid(ctx, f, left()); err != nil {
+			return nil, fmt.Errorf("%s: %v", abi.ExportInitialize, err)
+		}
+	}
+	ptr, err := inst.call(ctx, mod.ExportedFunction(abi.ExportBuffer), nil, left())
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", abi.ExportBuffer, err)
+	}
+	size, err := inst.call(ctx, mod.ExportedFunction(abi.ExportBufferSize), nil, left())
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", abi.ExportBufferSize, err)
+	}
+	inst.buf, inst.size = uint32(ptr), uint32(size)
+	if inst.size < abi.MinBufferSize {
+		return nil, fmt.Errorf("I/O buffer of %d bytes; the ABI requires at least %d", inst.size, abi.MinBufferSize)
+	}
+	if uint64(inst.buf)+uint64(inst.size) > uint64(inst.mem.Size()) {
+		return nil, fmt.Errorf("I/O buffer [%#x, +%d) lies outside memory of %d bytes", inst.buf, inst.size, inst.mem.Size())
+	}
+	view, _ := inst.mem.Read(inst.buf, uint32(len(p.config)))
+	copy(view, p.config)
+	n := uint64(len(p.config))
+	rc, err := inst.call(ctx, inst.init, &n, left())
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", abi.ExportInit, err)
+	}
+	if rc < 0 {
+		return nil, fmt.Errorf("%s rejected the config: %s: %s", abi.ExportInit, abi.ErrorCode(-rc), inst.errorMessage())
+	}
+	return inst, nil
+}
+
+// call runs fn with at most one i32 argument under a deadline. The result
+// is the i32 the guest returned.
+func (i *instance) call(ctx context.Context, fn api.Function, arg *uint64, d time.Duration) (int32, error) {
+	if d <= 0 {
+		return 0, &callError{"deadline", errors.New("no time left")}
+	}
+	if arg != nil {
+		i.stack[0] = *arg
+	}
+	i.timer.Reset(d)
+	err := fn.CallWithStack(ctx, i.stack)
+	if !i.timer.Stop() {
+		// The interrupt fired: whatever the call returned, the
+		// instance's interrupt flag is set and it is unusable.
+		return 0, &callError{"deadline", fmt.Errorf("exceeded %v", d)}
+	}
+	if err != nil {
+		return 0, classifyTrap(err)
+	}
+	return int32(uint32(i.stack[0])), nil
+}
+
+func (i *instance) callVoid(ctx context.Context, fn api.Function, d time.Duration) error {
+	if d <= 0 {
+		return &callError{"deadline", errors.New("no time left")}
+	}
+	i.timer.Reset(d)
+	err := fn.CallWithStack(ctx, i.stack)
+	if !i.timer.Stop() {
+		return &callError{"deadline", fmt.Errorf("exceeded %v", d)}
+	}
+	if err != nil {
+		return classifyTrap(err)
+	}
+	return nil
+}
+
+func classifyTrap(err error) error {
+	var exit *sys.ExitError
+	if errors.As(err, &exit) {
+		return &callError{"exit", fmt.Errorf("guest exited with code %d (a Go plugin exits 2 when it runs out of memory or panics outside the SDK)", exit.ExitCode())}
+	}
+	msg := err.Error()
+	if i := strings.IndexByte(msg, '\n'); i > 0 {
+		msg = msg[:i] // drop wazero's guest stack trace
+	}
+	return &callError{"trap", errors.New(msg)}
+}
+
+func (i *instance) errorMessage() string {
+	b, ok := i.mem.Read(i.buf, 4+abi.MaxError)
+	if !ok {
+		return ""
+	}
+	return abi.ReadErrorMessage(b)
+}
+
+func (i *instance) close(ctx context.Context) {
+	i.timer.Stop()
+	i.mod.Close(ctx)
+}
+
+// get returns an idle instance or creates one while under the instance
+// cap, waiting up to the call deadline for one to come back otherwise.
+func (p *Plugin) get(ctx context.Context) (*instance, error) {
+	select {
+	case inst := <-p.idle:
+		return inst, nil
+	default:
+	}
+	select {
+	case inst := <-p.idle:
+		return inst, nil
+	case p.slots <- struct{}{}:
+		inst, err := p.newInstance(ctx)
+		if err != nil {
+			<-p.slots
+			return nil, &callError{"instantiate", err}
+		}
+		return inst, nil
+	default:
+	}
+	t := time.NewTimer(p.lim.CallDeadline)
+	defer t.Stop()
+	select {
+	case inst := <-p.idle:
+		return inst, nil
+	case p.slots <- struct{}{}:
+		inst, err := p.newInstance(ctx)
+		if err != nil {
+			<-p.slots
+			return nil, &callError{"instantiate", err}
+		}
+		return inst, nil
+	case <-t.C:
+		return nil, &callError{"deadline", fmt.Errorf("no instance free within %v", p.lim.CallDeadline)}
+	case <-ctx.Done():
+		return nil, &callError{"canceled", ctx.Err()}
+	}
+}
+
+func (p *Plugin) put(inst *instance) { p.idle <- inst }
+
+func (p *Plugin) discard(ctx context.Context, inst *instance) {
+	inst.close(ctx)
+	<-p.slots
+}
+
+// invoke encodes a request into an instance's buffer, calls fn and hands
+// the answer bytes to decode. Any failure discards the instance.
+func (p *Plugin) invoke(ctx context.Context, which func(*instance) api.Function, encode func([]byte) (int, error), decode func([]byte) error) error {
+	if until := p.quarantineUntil.Load(); until != 0 && time.Now().UnixNano() < until {
+		return ErrQuarantined
+	}
+	p.calls.Add(1)
+	inst, err := p.get(ctx)
+	if err != nil {
+		return p.failed(err)
+	}
+	view, _ := inst.mem.Read(inst.buf, inst.size)
+	n, err := encode(view)
+	if err != nil {
+		// The host built a request it cannot encode: not the plugin's
+		// fault, and the instance is untouched.
+		p.put(inst)
+		return err
+	}
+	arg := uint64(n)
+	rc, err := inst.call(ctx, which(inst), &arg, p.lim.CallDeadline)
+	if err != nil {
+		p.discard(ctx, inst)
+		return p.failed(err)
+	}
+	if rc < 0 {
+		msg := inst.errorMessage()
+		p.discard(ctx, inst)
+		return p.failed(&callError{"error code", fmt.Errorf("%s: %s", abi.ErrorCode(-rc), msg)})
+	}
+	if uint32(rc) > inst.size {
+		p.discard(ctx, inst)
+		return p.failed(&callError{"malformed answer", fmt.Errorf("answer length %d exceeds the %d-byte buffer", rc, inst.size)})
+	}
+	// The guest may have grown (and so moved) its memory: read again.
+	view, ok := inst.mem.Read(inst.buf, uint32(rc))
+	if !ok {
+		p.discard(ctx, inst)
+		return p.failed(&callError{"malformed answer", errors.New("buffer no longer inside memory")})
+	}
+	if err := decode(view); err != nil {
+		p.discard(ctx, inst)
+		return p.failed(&callError{"malformed answer", err})
+	}
+	p.put(inst)
+	p.consecutive.Store(0)
+	return nil
+}
+
+func (p *Plugin) failed(err error) error {
+	p.failures.Add(1)
+	s := err.Error()
+	p.lastErr.Store(&s)
+	if n := p.consecutive.Add(1); n >= int64(p.lim.QuarantineAfter) {
+		p.quarantineUntil.Store(time.Now().Add(p.lim.QuarantineFor).UnixNano())
+		p.consecutive.Store(0)
+		p.log.Error("plugin quarantined", "failures", n, "for", p.lim.QuarantineFor, "error", s)
+	} else if p.log.IsDebug() {
+		p.log.Debug("plugin call failed", "error", s)
+	}
+	return fmt.Errorf("%s: %w", p.meta.Name, err)
+}
+
+// Decide calls the plugin's decide entry point. The answer's strings are
+// copied out of guest memory.
+func (p *Plugin) Decide(ctx context.Context, req *abi.DecideRequest, resp *abi.DecideResponse) error {
+	return p.invoke(ctx, func(i *instance) api.Function { return i.decide }, req.Encode, func(b []byte) error {
+		if err := resp.Decode(b, req.Op); err != nil {
+			return err
+		}
+		return resp.CheckScope(req)
+	})
+}
+
+// Classify calls the plugin's classify entry point.
+func (p *Plugin) Classify(ctx context.Context, req *abi.ClassifyRequest, resp *abi.ClassifyResponse) error {
+	return p.invoke(ctx, func(i *instance) api.Function { return i.classify }, req.Encode, resp.Decode)
+}
+
+// logWriter forwards a plugin's stdout and stderr to the log, bounded so a
+// chatty plugin cannot flood it.
+type logWriter struct {
+	log    hclog.Logger
+	stream string
+	mu     sync.Mutex
+	n      int
+}
+
+const maxPluginOutput = 64 << 10
+
+func (w *logWriter) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.n >= maxPluginOutput {
+		return len(b), nil
+	}
+	w.n += len(b)
+	msg := strings.TrimRight(string(b[:min(len(b), 1024)]), "\n")
+	w.log.Debug("plugin output", "stream", w.stream, "text", msg)
+	if w.n >= maxPluginOutput {
+		w.log.Warn("plugin output limit reached; further output dropped", "stream", w.stream)
+	}
+	return len(b), nil
+}
+
+var _ io.Writer = (*logWriter)(nil)
