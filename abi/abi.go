@@ -273,7 +273,7 @@ func ParseVerdict(s string) (Verdict, error) {
 	case "abstain":
 		return Abstain, nil
 	}
-	return 0, fmt.Errorf("unknown verdict %q (want allow or deny)", s)
+	return 0, fmt.Errorf("unknown verdict %q (want allow, deny or abstain)", s)
 }
 
 // ScopeSubject says which subjects an answer also holds for.

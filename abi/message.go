@@ -374,8 +374,12 @@ func (r *ClassifyResponse) Validate() error {
 		return &FieldError{msgClassifyResp, "flags", r.Flags, "only bit 0 (inherited)"}
 	case r.Classified && !ValidZone(r.Zone):
 		return &FieldError{msgClassifyResp, "zone", fmt.Sprintf("%q", r.Zone), "1..64 bytes of [a-z0-9._-]"}
-	case !r.Classified && (r.Zone != "" || r.State != "" || r.Flags != 0):
-		return &FieldError{msgClassifyResp, "zone", fmt.Sprintf("%q", r.Zone), "empty, with empty state and no flags, when abstaining"}
+	case !r.Classified && r.Zone != "":
+		return &FieldError{msgClassifyResp, "zone", fmt.Sprintf("%q", r.Zone), "empty when abstaining"}
+	case !r.Classified && r.State != "":
+		return &FieldError{msgClassifyResp, "state", fmt.Sprintf("%d bytes", len(r.State)), "empty when abstaining"}
+	case !r.Classified && r.Flags != 0:
+		return &FieldError{msgClassifyResp, "flags", r.Flags, "0 when abstaining"}
 	case len(r.State) > MaxState:
 		return &FieldError{msgClassifyResp, "state", fmt.Sprintf("%d bytes", len(r.State)), fmt.Sprintf("at most %d bytes", MaxState)}
 	}

@@ -157,12 +157,14 @@ func AppendMetadata(wasm []byte, m Metadata) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]byte, 0, len(wasm)+len(body)+32)
-	out = append(out, wasm[:8:8]...)
+	// Check the framing first: the copy below trusts it, and a module
+	// shorter than its 8-byte header must be an error, not a panic.
 	err = walkSections(wasm, func(id byte, name string, _ []byte) error { return nil })
 	if err != nil {
 		return nil, err
 	}
+	out := make([]byte, 0, len(wasm)+len(body)+32)
+	out = append(out, wasm[:8]...)
 	// Copy every section except old metadata, then append the new one.
 	off := 8
 	for off < len(wasm) {

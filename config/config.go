@@ -207,7 +207,7 @@ func jsonError(b []byte, err error) error {
 	var typ *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &syn):
-		line, col := position(b, syn.Offset)
+		line, col := position(b, syn.Offset-1) // Offset counts the bad byte
 		return fmt.Errorf("line %d, column %d: invalid JSON: %v", line, col, syn)
 	case errors.As(err, &typ):
 		return fmt.Errorf("key %s: want %s, got JSON %s", typ.Field, typ.Type, typ.Value)

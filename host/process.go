@@ -99,7 +99,7 @@ func newProcess(p *Process) *Process {
 		b = binary.AppendUvarint(b, uint64(len(s)))
 		b = append(b, s...)
 	}
-	p.subj = cache.Subject{Zone: p.Zone, ZoneState: string(b)}
+	p.subj = cache.NewSubject(p.Zone, string(b))
 	return p
 }
 

@@ -48,6 +48,7 @@ type session struct {
 }
 
 func (s *session) close(ctx context.Context) {
+	s.engine.Close()
 	for _, p := range s.engine.Plugins() {
 		p.Close(ctx)
 	}

@@ -3,14 +3,17 @@
 // range or any object; one zone and state, one zone, or every subject) and
 // answers later requests that fall inside a stored scope.
 //
-// Hits take a read lock, do a handful of map lookups and set an atomic
-// reference bit; they never allocate. The cache is bounded: inserting into a
-// full cache evicts by CLOCK (second chance), and expired entries are
-// dropped when the hand passes them. It imports only abi and the standard
-// library; it knows nothing of plugins or processes.
+// Hits are the hot path of every kernel permission event, so they never
+// allocate and take no lock: a key's 64-bit hash (from a per-process subject
+// hash and one hash of the object) picks a bucket of atomically published
+// entries, and the full key is compared to rule out collisions.
+// Inserts are serialized, bounded by CLOCK (second chance) eviction, and
+// drop expired entries as the hand passes them. The package imports only
+// abi and the standard library; it knows nothing of plugins or processes.
 package cache
 
 import (
+	"hash/maphash"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -27,12 +30,20 @@ type Value struct {
 	Scope   abi.Scope
 }
 
-// Subject identifies the requester at the three granularities a scope can
-// name. ZoneState must encode the zone and every plugin's state without
-// ambiguity; the host computes it once per process.
+var seed = maphash.MakeSeed()
+
+// Subject identifies the requester at the granularities a scope can name,
+// with their hashes precomputed: build one per process with NewSubject.
 type Subject struct {
 	Zone      string
-	ZoneState string
+	ZoneState string // the zone and every plugin's state, unambiguously encoded
+	hZone     uint64
+	hState    uint64
+}
+
+// NewSubject returns the Subject for a zone and its zone+state encoding.
+func NewSubject(zone, zoneState string) Subject {
+	return Subject{Zone: zone, ZoneState: zoneState, hZone: maphash.String(seed, zone), hState: maphash.String(seed, zoneState)}
 }
 
 // Stats are cumulative counters.
@@ -66,27 +77,49 @@ type rangeKey struct {
 
 type entry struct {
 	key     key
+	hash    uint64
 	val     Value
 	expires int64 // clock nanoseconds
 	ref     atomic.Bool
-	slot    int // index in ring
-	lo, hi  uint16
+	next    atomic.Pointer[entry] // same bucket
+	slot    int                   // index in the CLOCK ring
 }
 
-// Cache is safe for concurrent use.
-type Cache struct {
-	mu      sync.RWMutex
-	max     int
-	m       map[key]*entry
-	ranges  map[rangeKey][]*entry
-	ring    []*entry // CLOCK ring; nil slots are free
-	free    []int
-	hand    int
-	dims    [3][4]int   // live entries per (subject dim, object dim)
-	plens   []int       // distinct prefix lengths in use, descending
-	plenRef map[int]int // entries per prefix length
+// counter is padded so that callers on different cores counting hits do
+// not share a cache line.
+type counter struct {
+	n atomic.Uint64
+	_ [56]byte
+}
 
-	hits, misses, inserts, evictions, expired atomic.Uint64
+const stripes = 16
+
+// Cache is safe for concurrent use. Readers take no lock: buckets, chain
+// links, the prefix-length list and the range index are published with
+// atomic stores, and writers (serialized by imu) never modify anything a
+// reader can see except through those stores. Removed entries stay valid
+// for readers still holding them; the garbage collector reclaims them.
+type Cache struct {
+	buckets []atomic.Pointer[entry]
+	mask    uint64
+	live    atomic.Uint32                         // bit sdim*4+odim: some entry has that scope shape
+	plens   atomic.Pointer[[]int]                 // distinct prefix lengths in use, descending
+	ranges  atomic.Pointer[map[rangeKey][]*entry] // copy on write
+	hits    [stripes]counter
+	misses  [stripes]counter
+
+	// Insert side, serialized by imu.
+	imu       sync.Mutex
+	max       int
+	n         int
+	shapes    [3][4]int
+	ring      []*entry // CLOCK ring; nil slots are free
+	free      []int
+	hand      int
+	plenRef   map[int]int
+	inserts   atomic.Uint64
+	evictions atomic.Uint64
+	expired   atomic.Uint64
 }
 
 // New returns a cache holding at most max entries (at least 1).
@@ -94,87 +127,158 @@ func New(max int) *Cache {
 	if max < 1 {
 		max = 1
 	}
-	return &Cache{
-		max: max, m: make(map[key]*entry, max), ranges: make(map[rangeKey][]*entry),
-		ring: make([]*entry, 0, max), plenRef: make(map[int]int),
+	nb := 1
+	for nb < max {
+		nb <<= 1
 	}
+	c := &Cache{
+		max: max, buckets: make([]atomic.Pointer[entry], nb), mask: uint64(nb - 1),
+		ring: make([]*entry, 0, min(max, 1<<16)), plenRef: make(map[int]int),
+	}
+	c.plens.Store(new([]int))
+	c.ranges.Store(&map[rangeKey][]*entry{})
+	return c
 }
 
-// Lookup returns the value of a live entry whose scope holds req for a
-// subject s under plugin generation gen.
-func (c *Cache) Lookup(gen uint64, s *Subject, req *abi.DecideRequest, now int64) (*Value, bool) {
-	c.mu.RLock()
-	e := c.find(gen, s, req, now)
-	c.mu.RUnlock()
-	if e == nil {
-		c.misses.Add(1)
-		return nil, false
-	}
-	if !e.ref.Load() {
-		e.ref.Store(true)
-	}
-	c.hits.Add(1)
-	return &e.val, true
+func mix(h uint64) uint64 {
+	// The splitmix64 finalizer: spreads small field values over all bits.
+	h ^= h >> 30
+	h *= 0xbf58476d1ce4e5b9
+	h ^= h >> 27
+	h *= 0x94d049bb133111eb
+	return h ^ h>>31
 }
 
-func (c *Cache) find(gen uint64, s *Subject, req *abi.DecideRequest, now int64) *entry {
-	objKind := req.Op.Object()
-	for sd := abi.SubjectZoneState; sd <= abi.SubjectAll; sd++ {
-		d := &c.dims[sd]
-		if d[0]+d[1]+d[2]+d[3] == 0 {
-			continue
-		}
-		var subj string
-		switch sd {
-		case abi.SubjectZoneState:
-			subj = s.ZoneState
-		case abi.SubjectZone:
-			subj = s.Zone
-		}
-		k := key{gen: gen, sdim: sd, op: req.Op, subj: subj}
-		if d[abi.ObjectExact] > 0 {
-			k.odim = abi.ObjectExact
-			k.obj, k.fs, k.proto, k.port, k.addr, k.target = req.Object, req.FS, req.Proto, req.Port, req.Addr, req.TargetZone
-			if e := c.live(&k, now); e != nil {
-				return e
+func (k *key) hashWith(hSubj, hObj uint64) uint64 {
+	small := k.gen<<24 ^ uint64(k.sdim)<<20 ^ uint64(k.odim)<<16 ^ uint64(k.op)<<4 ^ uint64(k.fs)
+	return mix(small ^ mix(hSubj^mix(hObj)))
+}
+
+// exactHash hashes the object fields an exact scope compares.
+func exactHash(req *abi.DecideRequest) uint64 {
+	h := maphash.String(seed, req.Object)
+	switch req.Op.Object() {
+	case abi.ObjectEndpoint:
+		h ^= mix(uint64(req.Proto)<<16 | uint64(req.Port))
+		h ^= mix(le64(req.Addr[:8]) ^ mix(le64(req.Addr[8:])))
+	case abi.ObjectProcess:
+		h ^= mix(maphash.String(seed, req.TargetZone))
+	}
+	return h
+}
+
+func le64(b []byte) uint64 {
+	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+}
+
+func (s *Subject) hash(sd abi.ScopeSubject) (string, uint64) {
+	switch sd {
+	case abi.SubjectZoneState:
+		return s.ZoneState, s.hState
+	case abi.SubjectZone:
+		return s.Zone, s.hZone
+	}
+	return "", 0
+}
+
+// get returns the live entry for k, whose hash is h.
+func (c *Cache) get(h uint64, k *key, now int64) *entry {
+	for e := c.buckets[h&c.mask].Load(); e != nil; e = e.next.Load() {
+		if e.hash == h && e.key == *k {
+			if now >= e.expires {
+				return nil
 			}
-			k.port, k.addr, k.target = 0, [16]byte{}, ""
-		}
-		if d[abi.ObjectPrefix] > 0 && (objKind == abi.ObjectPath || objKind == abi.ObjectKey) {
-			k.odim, k.fs, k.proto = abi.ObjectPrefix, req.FS, 0
-			for _, n := range c.plens {
-				if n > len(req.Object) {
-					continue
-				}
-				k.obj = req.Object[:n]
-				if e := c.live(&k, now); e != nil {
-					return e
-				}
-			}
-		}
-		if d[abi.ObjectPortRange] > 0 && objKind == abi.ObjectEndpoint {
-			for _, e := range c.ranges[rangeKey{gen, sd, req.Op, req.Proto, subj}] {
-				if req.Port >= e.lo && req.Port <= e.hi && now < e.expires {
-					return e
-				}
-			}
-		}
-		if d[abi.ObjectAny] > 0 {
-			k = key{gen: gen, sdim: sd, odim: abi.ObjectAny, op: req.Op, subj: subj}
-			if e := c.live(&k, now); e != nil {
-				return e
-			}
+			return e
 		}
 	}
 	return nil
 }
 
-func (c *Cache) live(k *key, now int64) *entry {
-	e := c.m[*k]
-	if e == nil || now >= e.expires {
-		return nil
+// Lookup returns the value of a live entry whose scope holds req for
+// subject s under plugin generation gen.
+func (c *Cache) Lookup(gen uint64, s *Subject, req *abi.DecideRequest, now int64) (*Value, bool) {
+	e, first := c.find(gen, s, req, now)
+	if e == nil {
+		c.misses[first>>60].n.Add(1)
+		return nil, false
 	}
-	return e
+	if !e.ref.Load() {
+		e.ref.Store(true)
+	}
+	c.hits[first>>60].n.Add(1)
+	return &e.val, true
+}
+
+func shapeBit(sd abi.ScopeSubject, od abi.ScopeObject) uint32 {
+	return 1 << (uint32(sd)*4 + uint32(od))
+}
+
+// find probes the scopes in a fixed order; first is the hash of the first
+// probe, used to spread counter updates over stripes.
+func (c *Cache) find(gen uint64, s *Subject, req *abi.DecideRequest, now int64) (e *entry, first uint64) {
+	live := c.live.Load()
+	if live == 0 {
+		return nil, 0
+	}
+	objKind := req.Op.Object()
+	var hExact uint64
+	haveExact := false
+	for sd := abi.SubjectZoneState; sd <= abi.SubjectAll; sd++ {
+		shapes := live >> (uint32(sd) * 4) & 0xf
+		if shapes == 0 {
+			continue
+		}
+		subj, hs := s.hash(sd)
+		if shapes&(1<<abi.ObjectExact) != 0 {
+			if !haveExact {
+				hExact, haveExact = exactHash(req), true
+			}
+			k := key{gen: gen, sdim: sd, odim: abi.ObjectExact, op: req.Op, subj: subj,
+				obj: req.Object, fs: req.FS, proto: req.Proto, port: req.Port, addr: req.Addr, target: req.TargetZone}
+			h := k.hashWith(hs, hExact)
+			if first == 0 {
+				first = h
+			}
+			if e := c.get(h, &k, now); e != nil {
+				return e, first
+			}
+		}
+		if shapes&(1<<abi.ObjectPrefix) != 0 && (objKind == abi.ObjectPath || objKind == abi.ObjectKey) {
+			k := key{gen: gen, sdim: sd, odim: abi.ObjectPrefix, op: req.Op, subj: subj, fs: req.FS}
+			for _, n := range *c.plens.Load() {
+				if n > len(req.Object) {
+					continue
+				}
+				k.obj = req.Object[:n]
+				h := k.hashWith(hs, maphash.String(seed, k.obj))
+				if first == 0 {
+					first = h
+				}
+				if e := c.get(h, &k, now); e != nil {
+					return e, first
+				}
+			}
+		}
+		if shapes&(1<<abi.ObjectPortRange) != 0 && objKind == abi.ObjectEndpoint {
+			for _, e := range (*c.ranges.Load())[rangeKey{gen, sd, req.Op, req.Proto, subj}] {
+				if req.Port >= e.val.Scope.PortLo && req.Port <= e.val.Scope.PortHi && now < e.expires {
+					return e, first
+				}
+			}
+		}
+		if shapes&(1<<abi.ObjectAny) != 0 {
+			k := key{gen: gen, sdim: sd, odim: abi.ObjectAny, op: req.Op, subj: subj}
+			h := k.hashWith(hs, 0)
+			if first == 0 {
+				first = h
+			}
+			if e := c.get(h, &k, now); e != nil {
+				return e, first
+			}
+		}
+	}
+	return nil, first
 }
 
 // Insert stores v for the scope v.Scope around req. Scopes with a zero TTL
@@ -185,36 +289,35 @@ func (c *Cache) Insert(gen uint64, s *Subject, req *abi.DecideRequest, v Value, 
 	if sc.TTLMillis == 0 {
 		return
 	}
+	subj, hs := s.hash(sc.Subject)
 	e := &entry{val: v, expires: now + int64(sc.TTLMillis)*1e6}
-	k := key{gen: gen, sdim: sc.Subject, odim: sc.Object, op: req.Op}
-	switch sc.Subject {
-	case abi.SubjectZoneState:
-		k.subj = s.ZoneState
-	case abi.SubjectZone:
-		k.subj = s.Zone
-	}
+	k := key{gen: gen, sdim: sc.Subject, odim: sc.Object, op: req.Op, subj: subj}
+	var hObj uint64
 	switch sc.Object {
 	case abi.ObjectExact:
 		k.obj, k.fs, k.proto, k.port, k.addr, k.target = req.Object, req.FS, req.Proto, req.Port, req.Addr, req.TargetZone
+		hObj = exactHash(req)
 	case abi.ObjectPrefix:
 		k.obj, k.fs = req.Object[:sc.PrefixLen], req.FS
+		hObj = maphash.String(seed, k.obj)
 	case abi.ObjectPortRange:
-		// Ranges live in c.ranges; the map key only makes the entry
-		// unique so that eviction and replacement work uniformly.
-		k.proto, k.port, k.addr = req.Proto, sc.PortLo, [16]byte{0: byte(sc.PortHi), 1: byte(sc.PortHi >> 8)}
-		e.lo, e.hi = sc.PortLo, sc.PortHi
+		// Ranges are found by scanning c.ranges; the hashed key (with
+		// the bounds in it) only makes the entry unique for
+		// replacement and eviction.
+		k.proto, k.port = req.Proto, sc.PortLo
+		k.addr[0], k.addr[1] = byte(sc.PortHi), byte(sc.PortHi>>8)
+		hObj = uint64(sc.PortLo)<<16 | uint64(sc.PortHi)
 	}
-	e.key = k
+	e.key, e.hash = k, k.hashWith(hs, hObj)
 
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if old := c.m[k]; old != nil {
+	c.imu.Lock()
+	defer c.imu.Unlock()
+	if old := c.getLocked(e.hash, &k); old != nil {
 		c.remove(old)
 	}
-	for len(c.m) >= c.max {
+	for c.n >= c.max {
 		c.evictOne(now)
 	}
-	c.m[k] = e
 	if len(c.free) > 0 {
 		e.slot = c.free[len(c.free)-1]
 		c.free = c.free[:len(c.free)-1]
@@ -223,15 +326,30 @@ func (c *Cache) Insert(gen uint64, s *Subject, req *abi.DecideRequest, v Value, 
 		e.slot = len(c.ring)
 		c.ring = append(c.ring, e)
 	}
-	c.dims[k.sdim][k.odim]++
+	c.n++
 	switch k.odim {
 	case abi.ObjectPrefix:
 		c.addPrefixLen(len(k.obj))
 	case abi.ObjectPortRange:
-		rk := rangeKey{gen, k.sdim, k.op, k.proto, k.subj}
-		c.ranges[rk] = append(c.ranges[rk], e)
+		c.updateRanges(rangeKey{gen, k.sdim, k.op, k.proto, k.subj}, e, nil)
 	}
+	b := &c.buckets[e.hash&c.mask]
+	e.next.Store(b.Load())
+	b.Store(e)
+	// Publish the shape only once the entry can be found, so a reader
+	// that sees the bit also finds the entry.
+	c.shapes[k.sdim][k.odim]++
+	c.live.Store(c.live.Load() | shapeBit(k.sdim, k.odim))
 	c.inserts.Add(1)
+}
+
+func (c *Cache) getLocked(h uint64, k *key) *entry {
+	for e := c.buckets[h&c.mask].Load(); e != nil; e = e.next.Load() {
+		if e.hash == h && e.key == *k {
+			return e
+		}
+	}
+	return nil
 }
 
 // evictOne advances the CLOCK hand until it removes one entry: expired
@@ -261,59 +379,92 @@ func (c *Cache) evictOne(now int64) {
 	}
 }
 
+// remove unlinks e; imu is held. A reader standing on e keeps following
+// e.next, which still leads to the rest of the chain.
 func (c *Cache) remove(e *entry) {
-	delete(c.m, e.key)
-	c.ring[e.slot] = nil
-	c.free = append(c.free, e.slot)
-	c.dims[e.key.sdim][e.key.odim]--
-	switch e.key.odim {
-	case abi.ObjectPrefix:
-		c.dropPrefixLen(len(e.key.obj))
-	case abi.ObjectPortRange:
-		k := e.key
-		rk := rangeKey{k.gen, k.sdim, k.op, k.proto, k.subj}
-		list := c.ranges[rk]
-		for i, x := range list {
-			if x == e {
-				list = append(list[:i], list[i+1:]...)
+	b := &c.buckets[e.hash&c.mask]
+	if b.Load() == e {
+		b.Store(e.next.Load())
+	} else {
+		for p := b.Load(); p != nil; p = p.next.Load() {
+			if p.next.Load() == e {
+				p.next.Store(e.next.Load())
 				break
 			}
 		}
-		if len(list) == 0 {
-			delete(c.ranges, rk)
-		} else {
-			c.ranges[rk] = list
+	}
+	k := &e.key
+	c.shapes[k.sdim][k.odim]--
+	if c.shapes[k.sdim][k.odim] == 0 {
+		c.live.Store(c.live.Load() &^ shapeBit(k.sdim, k.odim))
+	}
+	c.ring[e.slot] = nil
+	c.free = append(c.free, e.slot)
+	c.n--
+	switch k.odim {
+	case abi.ObjectPrefix:
+		c.dropPrefixLen(len(k.obj))
+	case abi.ObjectPortRange:
+		c.updateRanges(rangeKey{k.gen, k.sdim, k.op, k.proto, k.subj}, nil, e)
+	}
+}
+
+// updateRanges publishes a copy of the range index with add added to, or
+// drop removed from, the list under rk.
+func (c *Cache) updateRanges(rk rangeKey, add, drop *entry) {
+	old := *c.ranges.Load()
+	m := make(map[rangeKey][]*entry, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	list := make([]*entry, 0, len(old[rk])+1)
+	for _, x := range old[rk] {
+		if x != drop {
+			list = append(list, x)
 		}
 	}
+	if add != nil {
+		list = append(list, add)
+	}
+	if len(list) == 0 {
+		delete(m, rk)
+	} else {
+		m[rk] = list
+	}
+	c.ranges.Store(&m)
 }
 
 func (c *Cache) addPrefixLen(n int) {
 	c.plenRef[n]++
 	if c.plenRef[n] == 1 {
-		c.plens = append(c.plens, n)
-		sort.Sort(sort.Reverse(sort.IntSlice(c.plens)))
+		c.storePrefixLens()
 	}
 }
 
 func (c *Cache) dropPrefixLen(n int) {
 	c.plenRef[n]--
-	if c.plenRef[n] > 0 {
-		return
+	if c.plenRef[n] <= 0 {
+		delete(c.plenRef, n)
+		c.storePrefixLens()
 	}
-	delete(c.plenRef, n)
-	for i, x := range c.plens {
-		if x == n {
-			c.plens = append(c.plens[:i], c.plens[i+1:]...)
-			return
-		}
+}
+
+// storePrefixLens publishes a new sorted list; readers keep using the old
+// one until they load again, so it is never modified in place.
+func (c *Cache) storePrefixLens() {
+	l := make([]int, 0, len(c.plenRef))
+	for n := range c.plenRef {
+		l = append(l, n)
 	}
+	sort.Sort(sort.Reverse(sort.IntSlice(l)))
+	c.plens.Store(&l)
 }
 
 // Purge drops every entry of generations other than keep: after a plugin
 // set changes, old answers can never hit again and only cost memory.
 func (c *Cache) Purge(keep uint64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.imu.Lock()
+	defer c.imu.Unlock()
 	for _, e := range c.ring {
 		if e != nil && e.key.gen != keep {
 			c.remove(e)
@@ -323,11 +474,13 @@ func (c *Cache) Purge(keep uint64) {
 
 // Stats returns the counters.
 func (c *Cache) Stats() Stats {
-	c.mu.RLock()
-	n := len(c.m)
-	c.mu.RUnlock()
-	return Stats{
-		Hits: c.hits.Load(), Misses: c.misses.Load(), Inserts: c.inserts.Load(),
-		Evictions: c.evictions.Load(), Expired: c.expired.Load(), Entries: n,
+	s := Stats{Inserts: c.inserts.Load(), Evictions: c.evictions.Load(), Expired: c.expired.Load()}
+	for i := range c.hits {
+		s.Hits += c.hits[i].n.Load()
+		s.Misses += c.misses[i].n.Load()
 	}
+	c.imu.Lock()
+	s.Entries = c.n
+	c.imu.Unlock()
+	return s
 }

@@ -35,6 +35,22 @@ const (
 	Deny    = abi.Deny
 )
 
+// Ops.
+const (
+	OpProcessExec   = abi.OpProcessExec
+	OpCodeLoad      = abi.OpCodeLoad
+	OpFileRead      = abi.OpFileRead
+	OpFileWrite     = abi.OpFileWrite
+	OpFileDelete    = abi.OpFileDelete
+	OpRegistryRead  = abi.OpRegistryRead
+	OpRegistryWrite = abi.OpRegistryWrite
+	OpNetConnect    = abi.OpNetConnect
+	OpNetBind       = abi.OpNetBind
+	OpNetSend       = abi.OpNetSend
+	OpMemRead       = abi.OpMemRead
+	OpMemWrite      = abi.OpMemWrite
+)
+
 // Scope dimensions: which subjects and which objects an answer also holds
 // for. Claim the widest scope that is true; the host caches at that scope.
 const (

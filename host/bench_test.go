@@ -1,0 +1,146 @@
+package host
+
+import (
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"lineage.dev/lineage/abi"
+	"lineage.dev/lineage/plugins/builtin"
+)
+
+// Benchmarks for the figures issue 2 asks for; run them with `make bench`
+// and compare runs with benchstat.
+
+const benchCache = 1 << 16
+
+// benchEngine returns an engine over the built-in zones plugin and a
+// guarded process: bash started by thunderbird started by a system bash.
+func benchEngine(b *testing.B) (*Engine, ProcessID) {
+	b.Helper()
+	rt := newTestRuntime(b, Limits{})
+	zones, err := rt.Load(ctx, builtin.ZonesSource, builtin.Zones, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { zones.Close(ctx) })
+	e := newTestEngine(b, Config{CacheEntries: benchCache}, zones)
+	root := e.Exist(ctx, ProcessID{PID: 1, Start: 1}, "/usr/bin/bash", abi.FSLocal)
+	tb, err := e.Start(ctx, ProcessID{PID: 2, Start: 2}, root.ID, "/usr/bin/thunderbird", abi.FSLocal)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sh, err := e.Start(ctx, ProcessID{PID: 3, Start: 3}, tb.ID, "/usr/bin/bash", abi.FSLocal)
+	if err != nil || sh.Zone != "guarded" {
+		b.Fatalf("shell %+v, %v", sh, err)
+	}
+	return e, sh.ID
+}
+
+// benchPath returns a realistic 60-byte user-space path; n makes it unique.
+func benchPath(n int) string {
+	p := fmt.Sprintf("/home/bob/Documents/reports/2026/q3/summary-%013d.txt", n)
+	if len(p) != 60 {
+		panic(len(p))
+	}
+	return p
+}
+
+// BenchmarkDecideCacheHit: a full decision (process table, cache, verdict)
+// served from the cache, request already in ABI form.
+func BenchmarkDecideCacheHit(b *testing.B) {
+	e, sh := benchEngine(b)
+	req := &Request{Subject: sh, DecideRequest: abi.DecideRequest{Op: abi.OpFileWrite, Object: benchPath(1)}}
+	if d, err := e.Decide(ctx, req); err != nil || d.Cached {
+		b.Fatalf("warm-up: %+v %v", d, err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		d, err := e.Decide(ctx, req)
+		if err != nil || !d.Cached {
+			b.Fatalf("%+v %v", d, err)
+		}
+	}
+}
+
+// BenchmarkDecideMiss: a full decision through the reference plugin:
+// encode, call, decode, cache insert (into a full cache, so with an
+// eviction). Twice as many distinct exact-scope paths as cache entries,
+// visited in a cycle, make every lookup miss.
+func BenchmarkDecideMiss(b *testing.B) {
+	e, sh := benchEngine(b)
+	paths := make([]string, 2*benchCache)
+	for i := range paths {
+		paths[i] = benchPath(i)
+	}
+	req := &Request{Subject: sh, DecideRequest: abi.DecideRequest{Op: abi.OpFileWrite}}
+	before := e.Stats().Cache
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		req.Object = paths[i%len(paths)]
+		i++
+		d, err := e.Decide(ctx, req)
+		if err != nil || d.Failure || d.Verdict != abi.Allow {
+			b.Fatalf("%+v %v", d, err)
+		}
+	}
+	if after := e.Stats().Cache; after.Hits != before.Hits {
+		b.Fatalf("%d cache hits: the benchmark must measure misses only", after.Hits-before.Hits)
+	}
+}
+
+// BenchmarkClassify: a process start through the reference plugin (a
+// guarded parent starting a child, classified and recorded), with the
+// process's exit to keep the table at a steady size.
+func BenchmarkClassify(b *testing.B) {
+	e, sh := benchEngine(b)
+	b.ReportAllocs()
+	pid := uint32(100)
+	for b.Loop() {
+		pid++
+		id := ProcessID{PID: pid, Start: uint64(pid)}
+		p, err := e.Start(ctx, id, sh, "/usr/bin/python3", abi.FSLocal)
+		if err != nil || p.Zone != "guarded" {
+			b.Fatalf("%+v %v", p, err)
+		}
+		e.Exit(id)
+	}
+}
+
+// BenchmarkDecideParallel reports decisions per second with two
+// concurrent callers: hits on a working set of 512 files each, and misses
+// (every caller gets its own plugin instance).
+func BenchmarkDecideParallel(b *testing.B) {
+	for _, mode := range []string{"hit", "miss"} {
+		b.Run(mode, func(b *testing.B) {
+			e, sh := benchEngine(b)
+			var seq atomic.Int64
+			start := time.Now()
+			b.SetParallelism(1) // GOMAXPROCS callers: 2 on the project's machines
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				// Each caller cycles over its own paths: 512 stay cached;
+				// 2x the cache size never hit.
+				base := int(seq.Add(1)) << 20
+				paths := make([]string, 512)
+				if mode == "miss" {
+					paths = make([]string, 2*benchCache)
+				}
+				for i := range paths {
+					paths[i] = benchPath(base + i)
+				}
+				req := &Request{Subject: sh, DecideRequest: abi.DecideRequest{Op: abi.OpFileWrite}}
+				for i := 0; pb.Next(); i++ {
+					req.Object = paths[i%len(paths)]
+					if d, err := e.Decide(ctx, req); err != nil || d.Failure {
+						b.Errorf("%+v %v", d, err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "decisions/s")
+		})
+	}
+}
