@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // Fixed-part sizes of ABI 1.0 messages (struct_size). A reader accepts a
@@ -101,7 +102,7 @@ type DecideResponse struct {
 
 // ClassifyResponse is a plugin's answer to a ClassifyRequest.
 type ClassifyResponse struct {
-	Classified bool   // false: the plugin abstains
+	Classified bool   // false: the plugin abstains from setting the zone (it may still keep State)
 	Flags      uint8  // FlagInherited
 	Zone       string // required when Classified
 	State      string // opaque, handed back in later requests
@@ -189,13 +190,21 @@ func (r *DecideRequest) Encode(dst []byte) (int, error) {
 
 // Decode parses b, which must be exactly one message, into r. Strings are
 // copied, so r stays valid after b is reused.
-func (r *DecideRequest) Decode(b []byte) error {
+func (r *DecideRequest) Decode(b []byte) error { return r.decode(b, false) }
+
+// DecodeAlias is Decode without copying: r's strings share b's memory and
+// are valid only while b is unchanged. Plugins use it to answer without
+// allocating (the Go SDK does), which keeps the guest's garbage collector
+// out of the decision path.
+func (r *DecideRequest) DecodeAlias(b []byte) error { return r.decode(b, true) }
+
+func (r *DecideRequest) decode(b []byte, alias bool) error {
 	ss, op, err := readHeader(b, msgDecideReq, KindDecide, DecideRequestSize)
 	if err != nil {
 		return err
 	}
 	var strs [len(decideReqSlots)]string
-	if err := getStrings(b, ss, msgDecideReq, decideReqSlots[:], strs[:]); err != nil {
+	if err := decodeStrings(b, ss, msgDecideReq, decideReqSlots[:], strs[:], alias); err != nil {
 		return err
 	}
 	o := Op(op)
@@ -241,13 +250,18 @@ func (r *ClassifyRequest) Encode(dst []byte) (int, error) {
 }
 
 // Decode parses b into r; see DecideRequest.Decode.
-func (r *ClassifyRequest) Decode(b []byte) error {
+func (r *ClassifyRequest) Decode(b []byte) error { return r.decode(b, false) }
+
+// DecodeAlias is Decode without copying; see DecideRequest.DecodeAlias.
+func (r *ClassifyRequest) DecodeAlias(b []byte) error { return r.decode(b, true) }
+
+func (r *ClassifyRequest) decode(b []byte, alias bool) error {
 	ss, op, err := readHeader(b, msgClassifyReq, KindClassify, ClassifyRequestSize)
 	if err != nil {
 		return err
 	}
 	var strs [len(classifyReqSlots)]string
-	if err := getStrings(b, ss, msgClassifyReq, classifyReqSlots[:], strs[:]); err != nil {
+	if err := decodeStrings(b, ss, msgClassifyReq, classifyReqSlots[:], strs[:], alias); err != nil {
 		return err
 	}
 	flags := le.Uint32(b[16:])
@@ -376,8 +390,6 @@ func (r *ClassifyResponse) Validate() error {
 		return &FieldError{msgClassifyResp, "zone", fmt.Sprintf("%q", r.Zone), "1..64 bytes of [a-z0-9._-]"}
 	case !r.Classified && r.Zone != "":
 		return &FieldError{msgClassifyResp, "zone", fmt.Sprintf("%q", r.Zone), "empty when abstaining"}
-	case !r.Classified && r.State != "":
-		return &FieldError{msgClassifyResp, "state", fmt.Sprintf("%d bytes", len(r.State)), "empty when abstaining"}
 	case !r.Classified && r.Flags != 0:
 		return &FieldError{msgClassifyResp, "flags", r.Flags, "0 when abstaining"}
 	case len(r.State) > MaxState:
@@ -527,6 +539,12 @@ func readHeader(b []byte, msg string, kind Kind, minStruct int) (int, uint16, er
 }
 
 func getStrings(b []byte, structSize int, msg string, slots []strSlot, out []string) error {
+	return decodeStrings(b, structSize, msg, slots, out, false)
+}
+
+// decodeStrings reads the string slots; with alias the strings share b's
+// memory instead of being copied.
+func decodeStrings(b []byte, structSize int, msg string, slots []strSlot, out []string, alias bool) error {
 	for i, s := range slots {
 		off, n := le.Uint32(b[s.at:]), le.Uint32(b[s.at+4:])
 		if n == 0 {
@@ -538,7 +556,12 @@ func getStrings(b []byte, structSize int, msg string, slots []strSlot, out []str
 		if off < uint32(structSize) || uint64(off)+uint64(n) > uint64(len(b)) {
 			return &FieldError{msg, s.name + ".offset", off, fmt.Sprintf("a range of %d bytes within [%d, %d)", n, structSize, len(b))}
 		}
-		str := string(b[off : off+n])
+		var str string
+		if alias {
+			str = unsafe.String(&b[off], int(n))
+		} else {
+			str = string(b[off : off+n])
+		}
 		if s.utf8 && !utf8.ValidString(str) {
 			return &FieldError{msg, s.name, fmt.Sprintf("%q", str), "valid UTF-8"}
 		}

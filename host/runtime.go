@@ -423,6 +423,9 @@ func (p *Plugin) newInstance(ctx context.Context) (inst *instance, err error) {
 	if rc < 0 {
 		return nil, fmt.Errorf("%s rejected the config: %s: %s", abi.ExportInit, abi.ErrorCode(-rc), inst.errorMessage())
 	}
+	if rc != 0 {
+		return nil, fmt.Errorf("%s returned %d, want 0 or a negative error code", abi.ExportInit, rc)
+	}
 	return inst, nil
 }
 

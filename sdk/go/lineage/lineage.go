@@ -100,11 +100,32 @@ func Register(p any) {
 // Dispatcher runs the ABI side of a plugin over an I/O buffer: it decodes
 // requests, calls the plugin and encodes answers or errors. The wasm
 // exports use one over the exported buffer; tests use one over a slice.
+//
+// Request strings alias the buffer: they are valid until the plugin's
+// function returns (copy one with strings.Clone to keep it). Answers are
+// encoded into a scratch buffer first, so an answer may safely contain
+// request strings.
 type Dispatcher struct {
-	Plugin any
-	ready  bool
-	dreq   abi.DecideRequest
-	creq   abi.ClassifyRequest
+	Plugin  any
+	ready   bool
+	dreq    abi.DecideRequest
+	creq    abi.ClassifyRequest
+	scratch []byte
+}
+
+// reply encodes an answer via the scratch buffer and copies it to buf.
+func (d *Dispatcher) reply(buf []byte, encode func([]byte) (int, error)) int32 {
+	if d.scratch == nil {
+		d.scratch = make([]byte, abi.MaxMessage)
+	}
+	m, err := encode(d.scratch)
+	if err != nil {
+		return fail(buf, abi.ErrCodeInternal, "encoding the answer: "+err.Error())
+	}
+	if m > len(buf) {
+		return fail(buf, abi.ErrCodeInternal, fmt.Sprintf("answer of %d bytes exceeds the %d-byte buffer", m, len(buf)))
+	}
+	return int32(copy(buf, d.scratch[:m]))
 }
 
 // Init handles lineage_init: buf[:n] holds the config bytes.
@@ -139,18 +160,14 @@ func (d *Dispatcher) Classify(buf []byte, n uint32) (rc int32) {
 	case int(n) > len(buf):
 		return fail(buf, abi.ErrCodeMalformed, fmt.Sprintf("request length %d exceeds the buffer", n))
 	}
-	if err := d.creq.Decode(buf[:n]); err != nil {
+	if err := d.creq.DecodeAlias(buf[:n]); err != nil {
 		return failDecode(buf, err)
 	}
 	resp, err := c.Classify(&d.creq)
 	if err != nil {
 		return fail(buf, abi.ErrCodeInternal, err.Error())
 	}
-	m, err := resp.Encode(buf)
-	if err != nil {
-		return fail(buf, abi.ErrCodeInternal, "encoding the answer: "+err.Error())
-	}
-	return int32(m)
+	return d.reply(buf, resp.Encode)
 }
 
 // Decide handles lineage_decide: buf[:n] holds the request.
@@ -165,18 +182,21 @@ func (d *Dispatcher) Decide(buf []byte, n uint32) (rc int32) {
 	case int(n) > len(buf):
 		return fail(buf, abi.ErrCodeMalformed, fmt.Sprintf("request length %d exceeds the buffer", n))
 	}
-	if err := d.dreq.Decode(buf[:n]); err != nil {
+	if err := d.dreq.DecodeAlias(buf[:n]); err != nil {
 		return failDecode(buf, err)
 	}
 	resp, err := c.Decide(&d.dreq)
 	if err != nil {
 		return fail(buf, abi.ErrCodeInternal, err.Error())
 	}
-	m, err := resp.Encode(buf, d.dreq.Op)
-	if err != nil {
-		return fail(buf, abi.ErrCodeInternal, "encoding the answer: "+err.Error())
+	// The answer must hold its own request: checking here turns a
+	// plugin bug into a clear internal error instead of a malformed
+	// answer the host would count towards quarantine.
+	if err := resp.CheckScope(&d.dreq); err != nil {
+		return fail(buf, abi.ErrCodeInternal, "answer: "+err.Error())
 	}
-	return int32(m)
+	op := d.dreq.Op
+	return d.reply(buf, func(b []byte) (int, error) { return resp.Encode(b, op) })
 }
 
 // recover turns a panic in plugin code into an internal error answer, so a
