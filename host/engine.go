@@ -167,7 +167,7 @@ type Engine struct {
 	clock  func() int64
 	coarse *coarseClock // nil when Config.Clock was given
 
-	decisions, failures atomic.Uint64
+	failures atomic.Uint64
 }
 
 // New returns an Engine over plugins, which are consulted in order: the
@@ -280,7 +280,6 @@ func (e *Engine) decide(ctx context.Context, p *Process, req *abi.DecideRequest)
 	if !req.Op.Valid() {
 		return Decision{}, fmt.Errorf("op %d: not a known op", req.Op)
 	}
-	e.decisions.Add(1)
 	req.Zone, req.State = p.Zone, ""
 	now := e.clock()
 	if v, ok := e.cache.Lookup(e.gen, &p.subj, req, now); ok {
@@ -481,6 +480,7 @@ type CacheStats = cache.Stats
 type Stats struct {
 	Cache     CacheStats
 	Processes int
+	// Decisions counts every decision: each is a cache hit or a miss.
 	Decisions uint64
 	Failures  uint64
 	Plugins   []PluginInfo
@@ -488,7 +488,8 @@ type Stats struct {
 
 // Stats returns the engine's counters.
 func (e *Engine) Stats() Stats {
-	s := Stats{Cache: e.cache.Stats(), Processes: e.table.len(), Decisions: e.decisions.Load(), Failures: e.failures.Load()}
+	s := Stats{Cache: e.cache.Stats(), Processes: e.table.len(), Failures: e.failures.Load()}
+	s.Decisions = s.Cache.Hits + s.Cache.Misses
 	for _, p := range e.plugins {
 		s.Plugins = append(s.Plugins, p.Info())
 	}

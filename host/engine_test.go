@@ -418,3 +418,33 @@ func TestHammer(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestTableGrowth fills the process table past several resizes, reuses
+// pids, and checks every identity resolves to its own process.
+func TestTableGrowth(t *testing.T) {
+	tb := newTable()
+	const n = 10000
+	for i := 0; i < n; i++ {
+		tb.put(newProcess(&Process{ID: ProcessID{PID: uint32(i), Start: 1}, Exe: "/bin/a", Zone: "z"}))
+	}
+	for i := 0; i < n; i += 2 { // half the pids are reused by new processes
+		tb.put(newProcess(&Process{ID: ProcessID{PID: uint32(i), Start: 2}, Exe: "/bin/b", Zone: "z"}))
+	}
+	if tb.len() != n {
+		t.Fatalf("len %d, want %d", tb.len(), n)
+	}
+	for i := 0; i < n; i++ {
+		old, cur := tb.get(ProcessID{PID: uint32(i), Start: 1}), tb.running(uint32(i))
+		if i%2 == 0 && (old != nil || cur == nil || cur.ID.Start != 2) || i%2 == 1 && (old == nil || cur != old) {
+			t.Fatalf("pid %d: old %v current %v", i, old, cur)
+		}
+	}
+	for i := 0; i < n; i++ {
+		if !tb.remove(tb.running(uint32(i)).ID) {
+			t.Fatalf("remove %d", i)
+		}
+	}
+	if tb.len() != 0 || tb.running(5) != nil {
+		t.Fatal("table not empty")
+	}
+}

@@ -3,8 +3,10 @@ package host
 import (
 	"encoding/binary"
 	"fmt"
+	"hash/maphash"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"lineage.dev/lineage/host/internal/cache"
 )
@@ -103,32 +105,55 @@ func newProcess(p *Process) *Process {
 	return p
 }
 
-// table maps live process identities to their current image.
+// table maps live process identities to their current image. Every
+// decision looks its subject up here, so reads take no lock: buckets are
+// published with atomic stores and chains are built from immutable nodes,
+// while writers serialize on mu. A resize publishes a new bucket array;
+// a reader still walking the old one sees the table as it was an instant
+// earlier, which is all a lookup racing with a fork or exit can expect.
 type table struct {
-	mu    sync.RWMutex
-	procs map[ProcessID]*Process
-	byPID map[uint32]ProcessID
+	buckets atomic.Pointer[[]atomic.Pointer[tnode]]
+	mu      sync.Mutex
+	n       int
+	byPID   map[uint32]ProcessID // guarded by mu
+}
+
+type tnode struct {
+	p    *Process
+	next atomic.Pointer[tnode]
+}
+
+var tableSeed = maphash.MakeSeed()
+
+func idHash(id ProcessID) uint64 {
+	return maphash.Comparable(tableSeed, id)
 }
 
 func newTable() *table {
-	return &table{procs: make(map[ProcessID]*Process), byPID: make(map[uint32]ProcessID)}
+	t := &table{byPID: make(map[uint32]ProcessID)}
+	b := make([]atomic.Pointer[tnode], 1024)
+	t.buckets.Store(&b)
+	return t
 }
 
 func (t *table) get(id ProcessID) *Process {
-	t.mu.RLock()
-	p := t.procs[id]
-	t.mu.RUnlock()
-	return p
+	b := *t.buckets.Load()
+	for n := b[idHash(id)&uint64(len(b)-1)].Load(); n != nil; n = n.next.Load() {
+		if n.p.ID == id {
+			return n.p
+		}
+	}
+	return nil
 }
 
 func (t *table) running(pid uint32) *Process {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
+	t.mu.Lock()
 	id, ok := t.byPID[pid]
+	t.mu.Unlock()
 	if !ok {
 		return nil
 	}
-	return t.procs[id]
+	return t.get(id)
 }
 
 // put records p as the current image of p.ID; an older process with the
@@ -137,19 +162,64 @@ func (t *table) put(p *Process) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if old, ok := t.byPID[p.ID.PID]; ok && old != p.ID {
-		delete(t.procs, old)
+		t.unlink(old)
 	}
-	t.procs[p.ID] = p
+	t.unlink(p.ID)
+	if t.n >= 2*len(*t.buckets.Load()) {
+		t.grow()
+	}
+	b := *t.buckets.Load()
+	slot := &b[idHash(p.ID)&uint64(len(b)-1)]
+	n := &tnode{p: p}
+	n.next.Store(slot.Load())
+	slot.Store(n)
+	t.n++
 	t.byPID[p.ID.PID] = p.ID
+}
+
+// unlink removes id's node, if any; mu is held. Nodes are never modified
+// except their next link, so a reader standing on a removed node still
+// reaches the rest of its chain.
+func (t *table) unlink(id ProcessID) bool {
+	b := *t.buckets.Load()
+	slot := &b[idHash(id)&uint64(len(b)-1)]
+	var prev *tnode
+	for n := slot.Load(); n != nil; prev, n = n, n.next.Load() {
+		if n.p.ID != id {
+			continue
+		}
+		if prev == nil {
+			slot.Store(n.next.Load())
+		} else {
+			prev.next.Store(n.next.Load())
+		}
+		t.n--
+		return true
+	}
+	return false
+}
+
+// grow doubles the bucket array with fresh nodes; mu is held.
+func (t *table) grow() {
+	old := *t.buckets.Load()
+	nb := make([]atomic.Pointer[tnode], 2*len(old))
+	for i := range old {
+		for n := old[i].Load(); n != nil; n = n.next.Load() {
+			slot := &nb[idHash(n.p.ID)&uint64(len(nb)-1)]
+			c := &tnode{p: n.p}
+			c.next.Store(slot.Load())
+			slot.Store(c)
+		}
+	}
+	t.buckets.Store(&nb)
 }
 
 func (t *table) remove(id ProcessID) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, ok := t.procs[id]; !ok {
+	if !t.unlink(id) {
 		return false
 	}
-	delete(t.procs, id)
 	if t.byPID[id.PID] == id {
 		delete(t.byPID, id.PID)
 	}
@@ -157,7 +227,7 @@ func (t *table) remove(id ProcessID) bool {
 }
 
 func (t *table) len() int {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	return len(t.procs)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.n
 }

@@ -1,0 +1,33 @@
+// Command goplugin is a tiny Go-compiled guest for the wasmguard tests.
+// The tests build it themselves (the .wasm is not committed), with
+//
+//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o plugin.wasm .
+package main
+
+// add adds by appending to a slice and summing it, so that the call runs
+// through loops and the runtime's allocator, not just an i32.add.
+//
+//go:wasmexport add
+func add(a, b int32) int32 {
+	var ones []int32
+	for i := int32(0); i < b; i++ {
+		ones = append(ones, 1)
+	}
+	for _, v := range ones {
+		a += v
+	}
+	return a
+}
+
+var sink int
+
+// spin never returns; the tests interrupt it.
+//
+//go:wasmexport spin
+func spin() {
+	for {
+		sink++
+	}
+}
+
+func main() {}
