@@ -146,3 +146,18 @@ func BenchmarkDecideParallel(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkPluginCall is the host's fixed cost of one plugin call (arm
+// the deadline, encode, call, decode, check the scope) against a plugin
+// written directly in WAT, which does no work of its own.
+func BenchmarkPluginCall(b *testing.B) {
+	p := loadBehave(b, newTestRuntime(b, Limits{}), "behave", 'a')
+	req := abi.DecideRequest{Op: abi.OpFileWrite, Zone: "guarded", Object: benchPath(1)}
+	var resp abi.DecideResponse
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := p.Decide(ctx, &req, &resp); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -8,8 +8,9 @@
 // Instead, Instrument gives the module a mutable i32 global, exported as
 // InterruptExport, and makes the guest test it on entry to every function
 // and at the top of every loop iteration. Any computation that runs for long
-// must either loop or call, so once the host sets the global to a non-zero
-// value (api.MutableGlobal.Set, from any goroutine) the guest traps with
+// must either loop or call (time spent in host functions is the host's own
+// business), so once the host sets the global to a non-zero value
+// (api.MutableGlobal.Set, from any goroutine) the guest traps with
 // `unreachable` soon after. A check is a global load and a branch, so an
 // uninterrupted call pays next to nothing for it.
 //
@@ -20,8 +21,20 @@
 // under a deadline.
 //
 // The global stays set after a trap. An instance that was interrupted may be
-// in any state (a Go guest, say, may have stopped holding a runtime lock),
-// so the host should discard it rather than reset the global and go on.
+// in any state (a Go guest, say, may have stopped while holding a runtime
+// lock), so the host should discard it rather than reset the global and go
+// on.
+//
+// Caveat: a check only fires once the host has set the global, and the host
+// may not get to. wazero's native code cannot be preempted by the Go
+// scheduler, so anything in the Go runtime that must wait for every P to
+// reach a safe point waits for the guest to return. A garbage collection's
+// stop-the-world phase, once begun, stops every other goroutine, including
+// the one that would set the global, and an infinite loop then hangs the
+// whole process for good. (wazero's RATIONALE.md, "Why context cancellation
+// is handled in Go code rather than native code", describes the same
+// problem.) The host must keep that from happening, for instance by having
+// the guest leave native code now and then; the checks alone do not.
 //
 // Instrument walks every instruction, so that a 0x03 byte inside an
 // immediate is never mistaken for a loop, but it does not validate the
@@ -156,8 +169,8 @@ type module struct {
 	startFunc       uint32
 	hasStart        bool
 
-	global, export, code int // index into sections, or -1 if absent
-	exports              uint32
+	global, export, code int    // index into sections, or -1 if absent
+	exportCount          uint32 // entries in the export section
 
 	bodies []body
 	loops  []int // offsets where loop checks go, for all bodies in order
@@ -388,7 +401,7 @@ func (m *module) scanExports(r *reader) error {
 	if err != nil {
 		return err
 	}
-	m.exports = n
+	m.exportCount = n
 	for i := uint32(0); i < n; i++ {
 		start := r.pos
 		name, err := r.name()
@@ -538,7 +551,7 @@ func (m *module) appendGlobalSection(out []byte, s section) []byte {
 }
 
 func (m *module) appendExportSection(out []byte, s section, globalIdx uint32) []byte {
-	count := m.exports // zero when the section is being created
+	count := m.exportCount // zero when the section is being created
 	var added []byte
 	added = appendExport(added, InterruptExport, kindGlobal, globalIdx)
 	count++
