@@ -3,10 +3,13 @@ module lineage.dev/lineage
 go 1.26
 
 require (
+	github.com/hashicorp/go-hclog v1.6.3
+	github.com/tetratelabs/wazero v1.12.0
+)
+
+require (
 	github.com/fatih/color v1.13.0 // indirect
-	github.com/hashicorp/go-hclog v1.6.3 // indirect
 	github.com/mattn/go-colorable v0.1.12 // indirect
 	github.com/mattn/go-isatty v0.0.14 // indirect
-	github.com/tetratelabs/wazero v1.12.0 // indirect
 	golang.org/x/sys v0.44.0 // indirect
 )

@@ -179,6 +179,10 @@ func (f fields) uint(name string, max uint64) (uint64, error) {
 	if !ok {
 		return 0, &LineError{f.line, name, "missing"}
 	}
+	if len(raw) == 0 || raw[0] == '"' {
+		// json.Number would accept a quoted number; a trace must not.
+		return 0, &LineError{f.line, name, fmt.Sprintf("want an integer, got %s", clip(raw))}
+	}
 	var n json.Number
 	d := json.NewDecoder(bytes.NewReader(raw))
 	d.UseNumber()
