@@ -308,16 +308,14 @@ func TestAuditMode(t *testing.T) {
 }
 
 func TestLoadRefusals(t *testing.T) {
-	rt := newTestRuntime(t, testLimits)
+	lim := testLimits
+	lim.InitDeadline = 300 * time.Millisecond
+	rt := newTestRuntime(t, lim)
 	good, err := os.ReadFile("testdata/behave.wasm")
 	if err != nil {
 		t.Fatal(err)
 	}
 	future := good[:len(good):len(good)]
-	meta, _ := abi.ReadMetadata(good)
-	meta.Major = 2
-	body, _ := (&abi.Metadata{Major: 1, Entry: meta.Entry, Ops: meta.Ops, Name: "x", Version: "1"}).Encode()
-	_ = body
 	tests := []struct {
 		name string
 		wasm []byte
@@ -329,6 +327,10 @@ func TestLoadRefusals(t *testing.T) {
 		{"truncated", good[:len(good)/2], nil, "runs past the end"},
 		{"config rejected", good, []byte("x"), "rejected the config: invalid config: bad config"},
 		{"future major", withMajor(t, future, 2), nil, "plugin speaks ABI 2.0, this host speaks 1.0"},
+		{"import outside WASI", readFile(t, "testdata/bad-import.wasm"), nil, "imports not allowed (only wasi_snapshot_preview1 functions are): env.open_socket"},
+		{"huge declared memory", readFile(t, "testdata/big-memory.wasm"), nil, "min 16384 pages (1 Gi) over limit of 256 pages (16 Mi)"},
+		{"wrong signature", readFile(t, "testdata/bad-signature.wasm"), nil, "export lineage_decide has signature (i64) -> (i32), want (i32) -> (i32)"},
+		{"initializer never returns", readFile(t, "testdata/init-loop.wasm"), nil, "_initialize: deadline: exceeded"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -338,6 +340,15 @@ func TestLoadRefusals(t *testing.T) {
 			}
 		})
 	}
+}
+
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // withMajor rewrites the ABI major in a module's metadata section; the
