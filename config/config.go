@@ -52,6 +52,10 @@ type Limits struct {
 	QuarantineFor   string `json:"quarantine_for"`
 }
 
+// MaxCacheEntries bounds cache_entries: each entry costs a few hundred
+// bytes, so this is a few GiB at most.
+const MaxCacheEntries = 1 << 24
+
 // Settings are a parsed, validated File.
 type Settings struct {
 	Engine       host.Config
@@ -83,8 +87,9 @@ func Parse(b []byte, dir string) (Settings, error) {
 		if err := d.Decode(&f); err != nil {
 			return Settings{}, jsonError(b, err)
 		}
-		if d.More() {
-			return Settings{}, errors.New("trailing data after the JSON object")
+		if rest := bytes.TrimSpace(b[d.InputOffset():]); len(rest) > 0 {
+			line, col := position(b, d.InputOffset())
+			return Settings{}, fmt.Errorf("line %d, column %d: trailing data after the JSON object", line, col)
 		}
 	}
 	return f.settings(dir)
@@ -145,8 +150,8 @@ func (f *File) settings(dir string) (Settings, error) {
 		}
 	}
 	s.Engine.UnclassifiedZone, s.Engine.FailureZone = f.UnclassifiedZone, f.FailureZone
-	if f.CacheEntries < 0 {
-		return s, keyErr("cache_entries", fmt.Errorf("%d is negative", f.CacheEntries))
+	if f.CacheEntries < 0 || f.CacheEntries > MaxCacheEntries {
+		return s, keyErr("cache_entries", fmt.Errorf("%d is out of range (0 for the default, up to %d)", f.CacheEntries, MaxCacheEntries))
 	}
 	s.Engine.CacheEntries = f.CacheEntries
 	l := &f.Limits
@@ -180,7 +185,7 @@ func (f *File) settings(dir string) (Settings, error) {
 	}
 	for _, n := range ints {
 		if n.v < 0 || n.v > n.max {
-			return s, keyErr(n.key, fmt.Errorf("%d is out of range (1 to %d)", n.v, n.max))
+			return s, keyErr(n.key, fmt.Errorf("%d is out of range (0 for the default, up to %d)", n.v, n.max))
 		}
 	}
 	s.Limits.MemoryBytes = uint64(l.MemoryMiB) << 20

@@ -56,8 +56,9 @@ func ParseMode(s string) (Mode, error) {
 type Config struct {
 	Mode Mode
 	// FailureVerdicts is the verdict per zone when a plugin fails (trap,
-	// deadline, memory, malformed answer, quarantine). Zones not listed get
-	// DefaultFailureVerdict. Default: {"system": allow}.
+	// deadline, memory, malformed answer, quarantine), on top of the
+	// default {"system": allow}. Zones not listed get
+	// DefaultFailureVerdict.
 	FailureVerdicts map[string]abi.Verdict
 	// DefaultFailureVerdict applies to zones without an entry (default
 	// deny: fail closed).
@@ -117,9 +118,12 @@ func (c *coarseClock) close() {
 }
 
 func (c Config) withDefaults() (Config, error) {
-	if c.FailureVerdicts == nil {
-		c.FailureVerdicts = map[string]abi.Verdict{"system": abi.Allow}
+	// Configured zones override the default entry; they do not drop it.
+	fv := map[string]abi.Verdict{"system": abi.Allow}
+	for z, v := range c.FailureVerdicts {
+		fv[z] = v
 	}
+	c.FailureVerdicts = fv
 	for z, v := range c.FailureVerdicts {
 		if v != abi.Allow && v != abi.Deny {
 			return c, fmt.Errorf("failure verdict for zone %q: %v, want allow or deny", z, v)
@@ -221,7 +225,7 @@ func (e *Engine) Close() {
 func (e *Engine) Mode() Mode { return e.cfg.Mode }
 
 // Plugins returns the plugins in consultation order.
-func (e *Engine) Plugins() []*Plugin { return e.plugins }
+func (e *Engine) Plugins() []*Plugin { return append([]*Plugin(nil), e.plugins...) }
 
 // Request is an access request in ABI form plus the identities the host
 // resolves. Decide fills Zone, State and, for mem ops, Object and
@@ -259,9 +263,13 @@ func (d *Decision) Effective() abi.Verdict {
 }
 
 // Decide answers r. It fails only when r names a process the table does
-// not hold or r's fields are invalid; plugin failures produce a Decision
-// with Failure set.
+// not hold (ErrUnknownProcess) or r's fields are invalid (abi.ErrMalformed);
+// the caller then applies its own verdict, since no policy was consulted.
+// Plugin failures produce a Decision with Failure set.
 func (e *Engine) Decide(ctx context.Context, r *Request) (Decision, error) {
+	if err := validate(&r.DecideRequest); err != nil {
+		return Decision{}, err
+	}
 	p := e.table.get(r.Subject)
 	if p == nil {
 		return Decision{}, fmt.Errorf("subject %v: %w", r.Subject, ErrUnknownProcess)
@@ -276,10 +284,24 @@ func (e *Engine) Decide(ctx context.Context, r *Request) (Decision, error) {
 	return e.decide(ctx, p, &r.DecideRequest)
 }
 
-func (e *Engine) decide(ctx context.Context, p *Process, req *abi.DecideRequest) (Decision, error) {
-	if !req.Op.Valid() {
-		return Decision{}, fmt.Errorf("op %d: not a known op", req.Op)
+// validate rejects requests no plugin could be asked about: answering them
+// with a failure verdict would fail open for zones whose failure verdict is
+// allow.
+func validate(r *abi.DecideRequest) error {
+	switch {
+	case !r.Op.Valid():
+		return &abi.FieldError{Msg: "request", Field: "op", Value: uint16(r.Op), Want: "a known op (1..12)"}
+	case !r.FS.Valid():
+		return &abi.FieldError{Msg: "request", Field: "fs", Value: uint8(r.FS), Want: "local, network or removable"}
+	case !r.Proto.Valid():
+		return &abi.FieldError{Msg: "request", Field: "proto", Value: uint8(r.Proto), Want: "tcp, udp or none"}
+	case len(r.Object) > abi.MaxObject:
+		return &abi.FieldError{Msg: "request", Field: "object", Value: fmt.Sprintf("%d bytes", len(r.Object)), Want: fmt.Sprintf("at most %d bytes", abi.MaxObject)}
 	}
+	return nil
+}
+
+func (e *Engine) decide(ctx context.Context, p *Process, req *abi.DecideRequest) (Decision, error) {
 	req.Zone, req.State = p.Zone, ""
 	now := e.clock()
 	if v, ok := e.cache.Lookup(e.gen, &p.subj, req, now); ok {
@@ -317,10 +339,10 @@ func (e *Engine) failureDecision(p *Process, err error) Decision {
 	}
 }
 
-// ask composes the deciding plugins' answers: the first deny wins with its
-// own scope (it holds wherever that plugin's deny holds, whatever the
-// others say); otherwise the scope is the intersection of every answer's,
-// since each of them must stay the same for the result to stay the same.
+// ask composes the deciding plugins' answers in order: the first deny wins;
+// otherwise the first allow (or, if all abstain, the abstain verdict). The
+// scope is the intersection of the scopes of every answer consulted, since
+// each of them must stay the same for the result to stay the same.
 func (e *Engine) ask(ctx context.Context, p *Process, req *abi.DecideRequest) (cache.Value, error) {
 	scope := abi.Scope{Subject: abi.SubjectAll, Object: abi.ObjectAny, TTLMillis: abi.MaxTTLMillis}
 	var allow *cache.Value
@@ -333,7 +355,10 @@ func (e *Engine) ask(ctx context.Context, p *Process, req *abi.DecideRequest) (c
 		}
 		switch resp.Verdict {
 		case abi.Deny:
-			return cache.Value{Verdict: abi.Deny, Rule: resp.Rule, Reason: resp.Reason, Plugin: pl.Name(), Scope: resp.Scope}, nil
+			// The deny alone decides the verdict inside its scope, but an
+			// earlier plugin's answer must stay the same too, or a cached
+			// hit could name a different plugin than a fresh decision.
+			return cache.Value{Verdict: abi.Deny, Rule: resp.Rule, Reason: resp.Reason, Plugin: pl.Name(), Scope: intersect(scope, resp.Scope)}, nil
 		case abi.Allow:
 			if allow == nil {
 				allow = &cache.Value{Verdict: abi.Allow, Rule: resp.Rule, Reason: resp.Reason, Plugin: pl.Name()}

@@ -459,3 +459,30 @@ func TestTableGrowth(t *testing.T) {
 		t.Fatal("table not empty")
 	}
 }
+
+// TestInvalidRequests: a request no plugin can be asked about is an error,
+// not a failure verdict (which is allow for the system zone).
+func TestInvalidRequests(t *testing.T) {
+	rt := newTestRuntime(t, testLimits)
+	e := newTestEngine(t, Config{}, loadBehave(t, rt, "allow", 'a'))
+	e.Exist(ctx, proc1, "/bin/sh", abi.FSLocal)
+	long := strings.Repeat("a", abi.MaxObject+1)
+	for _, r := range []abi.DecideRequest{
+		{Op: 0, Object: "/x"},
+		{Op: 99, Object: "/x"},
+		{Op: abi.OpFileRead, Object: "/x", FS: 9},
+		{Op: abi.OpNetConnect, Proto: 99},
+		{Op: abi.OpProcessExec, Object: long},
+	} {
+		if d, err := e.Decide(ctx, &Request{Subject: proc1, DecideRequest: r}); !errors.Is(err, abi.ErrMalformed) {
+			t.Errorf("%+v: got %+v, %v; want an error wrapping abi.ErrMalformed", r, d, err)
+		}
+	}
+}
+
+func TestFailureVerdictDefaultsKept(t *testing.T) {
+	cfg, err := Config{FailureVerdicts: map[string]abi.Verdict{"guarded": abi.Allow}}.withDefaults()
+	if err != nil || cfg.FailureVerdicts["system"] != abi.Allow || cfg.FailureVerdicts["guarded"] != abi.Allow {
+		t.Fatalf("%+v, %v: configuring one zone must keep the default for system", cfg.FailureVerdicts, err)
+	}
+}

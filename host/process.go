@@ -171,30 +171,32 @@ func (t *table) put(p *Process) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if old, ok := t.byPID[p.ID.PID]; ok && old != p.ID {
-		t.unlink(old)
+		t.unlink(old, nil)
 	}
-	t.unlink(p.ID)
 	if t.n >= 2*len(*t.buckets.Load()) {
 		t.grow()
 	}
+	// Link the new image before unlinking the one it replaces, so that a
+	// concurrent reader always finds one of them.
 	b := *t.buckets.Load()
 	slot := &b[idHash(p.ID)&uint64(len(b)-1)]
 	n := &tnode{p: p}
 	n.next.Store(slot.Load())
 	slot.Store(n)
 	t.n++
+	t.unlink(p.ID, n)
 	t.byPID[p.ID.PID] = p.ID
 }
 
-// unlink removes id's node, if any; mu is held. Nodes are never modified
-// except their next link, so a reader standing on a removed node still
-// reaches the rest of its chain.
-func (t *table) unlink(id ProcessID) bool {
+// unlink removes id's node other than keep, if any; mu is held. Nodes are
+// never modified except their next link, so a reader standing on a removed
+// node still reaches the rest of its chain.
+func (t *table) unlink(id ProcessID, keep *tnode) bool {
 	b := *t.buckets.Load()
 	slot := &b[idHash(id)&uint64(len(b)-1)]
 	var prev *tnode
 	for n := slot.Load(); n != nil; prev, n = n, n.next.Load() {
-		if n.p.ID != id {
+		if n.p.ID != id || n == keep {
 			continue
 		}
 		if prev == nil {
@@ -226,7 +228,7 @@ func (t *table) grow() {
 func (t *table) remove(id ProcessID) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if !t.unlink(id) {
+	if !t.unlink(id, nil) {
 		return false
 	}
 	if t.byPID[id.PID] == id {

@@ -81,6 +81,12 @@ func (l Limits) withDefaults() Limits {
 
 const wasmPage = 64 << 10
 
+var monoStart = time.Now()
+
+// monoNow reads the monotonic clock, so that a wall-clock step cannot
+// shorten or lengthen a quarantine.
+func monoNow() int64 { return int64(time.Since(monoStart)) }
+
 // Runtime compiles and runs plugins. One Runtime serves any number of
 // plugins; it owns the WebAssembly engine and must be closed.
 type Runtime struct {
@@ -161,7 +167,7 @@ type Plugin struct {
 
 	calls, failures atomic.Uint64
 	consecutive     atomic.Int64
-	quarantineUntil atomic.Int64 // unix nanoseconds
+	quarantineUntil atomic.Int64 // monoNow nanoseconds
 	lastErr         atomic.Pointer[string]
 }
 
@@ -313,7 +319,7 @@ func (p *Plugin) Info() PluginInfo {
 	i := PluginInfo{
 		Metadata: p.meta, Source: p.source, SHA256: p.sum,
 		Calls: p.calls.Load(), Failures: p.failures.Load(),
-		Quarantined: time.Now().UnixNano() < p.quarantineUntil.Load(),
+		Quarantined: monoNow() < p.quarantineUntil.Load(),
 	}
 	if s := p.lastErr.Load(); s != nil {
 		i.LastError = *s
@@ -537,8 +543,8 @@ func (p *Plugin) discard(ctx context.Context, inst *instance) {
 // invoke encodes a request into an instance's buffer, calls fn and hands
 // the answer bytes to decode. Any failure discards the instance.
 func (p *Plugin) invoke(ctx context.Context, which func(*instance) api.Function, encode func([]byte) (int, error), decode func([]byte) error) error {
-	if until := p.quarantineUntil.Load(); until != 0 && time.Now().UnixNano() < until {
-		return ErrQuarantined
+	if until := p.quarantineUntil.Load(); until != 0 && monoNow() < until {
+		return fmt.Errorf("%s: %w", p.meta.Name, ErrQuarantined)
 	}
 	p.calls.Add(1)
 	inst, err := p.get(ctx)
@@ -588,7 +594,7 @@ func (p *Plugin) failed(err error) error {
 	s := err.Error()
 	p.lastErr.Store(&s)
 	if n := p.consecutive.Add(1); n >= int64(p.lim.QuarantineAfter) {
-		p.quarantineUntil.Store(time.Now().Add(p.lim.QuarantineFor).UnixNano())
+		p.quarantineUntil.Store(monoNow() + int64(p.lim.QuarantineFor))
 		p.consecutive.Store(0)
 		p.log.Error("plugin quarantined", "failures", n, "for", p.lim.QuarantineFor, "error", s)
 	} else if p.log.IsDebug() {

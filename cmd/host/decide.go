@@ -292,7 +292,7 @@ func writeExplanation(w io.Writer, res *replay.Result) error {
 	d := &res.Decision
 	var b strings.Builder
 	enf := "enforced"
-	if !d.Enforced {
+	if d.Verdict == abi.Deny && !d.Enforced {
 		enf = "audit mode: reported, not enforced"
 	}
 	fmt.Fprintf(&b, "verdict:  %s (%s)\n", d.Verdict, enf)

@@ -20,12 +20,11 @@ import (
 
 // engineFlags are shared by every command that builds an engine.
 type engineFlags struct {
-	plugins   stringList
-	config    string
-	mode      string
-	logLevel  string
-	noCache   bool
-	callLimit string
+	plugins  stringList
+	config   string
+	mode     string
+	logLevel string
+	noCache  bool
 }
 
 type stringList []string
