@@ -486,3 +486,29 @@ func TestFailureVerdictDefaultsKept(t *testing.T) {
 		t.Fatalf("%+v, %v: configuring one zone must keep the default for system", cfg.FailureVerdicts, err)
 	}
 }
+
+// TestAncestryBounded: a process that forks and exits, or execs in place,
+// in a loop must not make the host keep every ancestor.
+func TestAncestryBounded(t *testing.T) {
+	rt := newTestRuntime(t, testLimits)
+	e := newTestEngine(t, Config{}, loadBehave(t, rt, "allow", 'a'))
+	p := e.Exist(ctx, ProcessID{PID: 1, Start: 1}, "/bin/sh", abi.FSLocal)
+	for i := 2; i < 5000; i++ {
+		child, err := e.Fork(ProcessID{PID: uint32(i), Start: uint64(i)}, p.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Exit(p.ID)
+		if i%2 == 0 {
+			if child, err = e.ExecInPlace(ctx, child.ID, "/bin/sh", abi.FSLocal); err != nil {
+				t.Fatal(err)
+			}
+		}
+		p = child
+	}
+	chain := p.Ancestry()
+	if len(chain) > maxChain+1 || !chain[len(chain)-1].AncestryTruncated {
+		t.Fatalf("ancestry of %d records (last truncated: %v), want at most %d ending in a truncated record",
+			len(chain), chain[len(chain)-1].AncestryTruncated, maxChain+1)
+	}
+}

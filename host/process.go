@@ -48,9 +48,19 @@ type Process struct {
 	// the zone was inherited.
 	Origin *Process
 
+	// AncestryTruncated: this record is a copy that ends a long chain;
+	// its own creators were dropped (see maxChain).
+	AncestryTruncated bool
+
 	states []string      // per plugin, in engine plugin order
 	subj   cache.Subject // precomputed cache subject
+	depth  int           // creator links below this record
 }
+
+// maxChain bounds the creator links a process record keeps alive. Without
+// a bound, a process that forks and exits (or execs in place) in a loop
+// would make the host hold every ancestor forever.
+const maxChain = 64
 
 // State returns plugin i's opaque state for the process.
 func (p *Process) State(i int) string {
@@ -66,8 +76,8 @@ func (p *Process) Lineage() []*Process {
 	var chain []*Process
 	for q := p; q != nil; q = q.Creator {
 		chain = append(chain, q)
-		if q == p.Origin || len(chain) > 1024 {
-			break
+		if q == p.Origin || q.ID == p.Origin.ID && q.Exe == p.Origin.Exe {
+			break // the origin itself, or the truncated copy of it
 		}
 	}
 	return chain
@@ -76,7 +86,7 @@ func (p *Process) Lineage() []*Process {
 // Ancestry returns the full known chain of creators, p first.
 func (p *Process) Ancestry() []*Process {
 	var chain []*Process
-	for q := p; q != nil && len(chain) <= 1024; q = q.Creator {
+	for q := p; q != nil; q = q.Creator {
 		chain = append(chain, q)
 	}
 	return chain
@@ -91,6 +101,16 @@ func (p *Process) BaseName() string {
 func newProcess(p *Process) *Process {
 	if p.Origin == nil {
 		p.Origin = p
+	}
+	if c := p.Creator; c != nil {
+		p.depth = c.depth + 1
+		if p.depth > maxChain {
+			// End the chain at a copy of the creator that holds no
+			// further links; the zone's origin is kept by pointer.
+			cut := *c
+			cut.Creator, cut.depth, cut.AncestryTruncated = nil, 0, true
+			p.Creator, p.depth = &cut, 1
+		}
 	}
 	// Length-prefix every state so that no two (zone, states) tuples
 	// share an encoding, whatever bytes the states hold.

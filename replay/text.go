@@ -61,7 +61,10 @@ func ChainString(chain []*host.Process) string {
 		parts[i] = fmt.Sprintf("%s(%d)", p.BaseName(), p.ID.PID)
 	}
 	s := strings.Join(parts, " <- ")
-	if last := chain[len(chain)-1]; last.AncestryUnknown {
+	switch last := chain[len(chain)-1]; {
+	case last.AncestryTruncated:
+		s += " <- ..."
+	case last.AncestryUnknown:
 		s += " <- (ancestry unknown)"
 	}
 	return s
