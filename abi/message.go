@@ -320,6 +320,9 @@ func (r *DecideResponse) CheckScope(req *DecideRequest) error {
 		if int(s.PrefixLen) > len(req.Object) {
 			return &FieldError{msgDecideResp, "prefix_len", s.PrefixLen, fmt.Sprintf("at most the object's length (%d)", len(req.Object))}
 		}
+		if n := int(s.PrefixLen); n < len(req.Object) && !IsSeparator(req.Object[n-1]) {
+			return &FieldError{msgDecideResp, "prefix_len", s.PrefixLen, `a prefix ending just after a '/' or '\' of the object, or the whole object`}
+		}
 	case ObjectPortRange:
 		if req.Op.Object() != ObjectEndpoint {
 			return &FieldError{msgDecideResp, "scope_object", "port-range", "a net op, not " + req.Op.String()}
@@ -330,6 +333,12 @@ func (r *DecideResponse) CheckScope(req *DecideRequest) error {
 	}
 	return nil
 }
+
+// IsSeparator reports whether c separates path components or registry key
+// names. A prefix scope ends just after one (or at the object's end), so a
+// host looks up prefix scopes at separator positions only, however many
+// prefix lengths its cache holds.
+func IsSeparator(c byte) bool { return c == '/' || c == '\\' }
 
 // Size returns the encoded size of r.
 func (r *DecideResponse) Size() int { return DecideResponseSize + len(r.Rule) + len(r.Reason) }

@@ -14,7 +14,6 @@ package cache
 
 import (
 	"hash/maphash"
-	"sort"
 	"sync"
 	"sync/atomic"
 
@@ -103,7 +102,7 @@ type Cache struct {
 	buckets []atomic.Pointer[entry]
 	mask    uint64
 	live    atomic.Uint32                         // bit sdim*4+odim: some entry has that scope shape
-	plens   atomic.Pointer[[]int]                 // distinct prefix lengths in use, descending
+	plens   atomic.Pointer[[]uint64]              // bitmap of prefix lengths in use
 	ranges  atomic.Pointer[map[rangeKey][]*entry] // copy on write
 	hits    [stripes]counter
 	misses  [stripes]counter
@@ -135,7 +134,7 @@ func New(max int) *Cache {
 		max: max, buckets: make([]atomic.Pointer[entry], nb), mask: uint64(nb - 1),
 		ring: make([]*entry, 0, min(max, 1<<16)), plenRef: make(map[int]int),
 	}
-	c.plens.Store(new([]int))
+	c.plens.Store(new([]uint64))
 	c.ranges.Store(&map[rangeKey][]*entry{})
 	return c
 }
@@ -202,6 +201,53 @@ func (c *Cache) getExact(h, gen uint64, sd abi.ScopeSubject, subj string, req *a
 	}
 	return nil
 }
+
+// maxPrefixProbes bounds the prefix lookups of one request and subject
+// scope: the longest candidate prefixes are probed, the rest are misses,
+// which only cost a plugin call.
+const maxPrefixProbes = 32
+
+// findPrefix probes the prefixes of req's object that end just after a
+// separator (or are the whole object) and have a length some entry uses.
+// Prefix scopes may only end there (abi.IsSeparator), so the work depends
+// on the path's depth, not on how many prefix lengths the cache holds.
+func (c *Cache) findPrefix(gen uint64, sd abi.ScopeSubject, subj string, hs uint64, req *abi.DecideRequest, now int64) (*entry, uint64) {
+	bits := *c.plens.Load()
+	obj := req.Object
+	var pos [maxPrefixProbes]int
+	np := 0
+	if hasBit(bits, len(obj)) {
+		pos[np], np = len(obj), 1
+	}
+	for i := len(obj) - 2; i >= 0 && np < maxPrefixProbes; i-- {
+		if abi.IsSeparator(obj[i]) && hasBit(bits, i+1) {
+			pos[np] = i + 1
+			np++
+		}
+	}
+	if np == 1 { // the common case: one candidate, hash it directly
+		n := pos[0]
+		h := hashOf(gen, sd, abi.ObjectPrefix, req.Op, req.FS, hs, maphash.String(seed, obj[:n]))
+		return c.getPrefix(h, gen, sd, subj, req.Op, req.FS, obj[:n], now), h
+	}
+	// Hash incrementally from the shortest candidate: maphash depends only
+	// on the bytes written, so this equals maphash.String of each prefix.
+	var mh maphash.Hash
+	mh.SetSeed(seed)
+	last := 0
+	for j := np - 1; j >= 0; j-- {
+		n := pos[j]
+		mh.WriteString(obj[last:n])
+		last = n
+		h := hashOf(gen, sd, abi.ObjectPrefix, req.Op, req.FS, hs, mh.Sum64())
+		if e := c.getPrefix(h, gen, sd, subj, req.Op, req.FS, obj[:n], now); e != nil {
+			return e, h
+		}
+	}
+	return nil, 0
+}
+
+func hasBit(bits []uint64, n int) bool { return n>>6 < len(bits) && bits[n>>6]&(1<<(n&63)) != 0 }
 
 // getPrefix returns the live prefix-scope entry for prefix obj.
 func (c *Cache) getPrefix(h, gen uint64, sd abi.ScopeSubject, subj string, op abi.Op, fs abi.FSKind, obj string, now int64) *entry {
@@ -281,18 +327,11 @@ func (c *Cache) find(gen uint64, s *Subject, req *abi.DecideRequest, now int64) 
 			}
 		}
 		if shapes&(1<<abi.ObjectPrefix) != 0 && (objKind == abi.ObjectPath || objKind == abi.ObjectKey) {
-			for _, n := range *c.plens.Load() {
-				if n > len(req.Object) {
-					continue
-				}
-				obj := req.Object[:n]
-				h := hashOf(gen, sd, abi.ObjectPrefix, req.Op, req.FS, hs, maphash.String(seed, obj))
+			if e, h := c.findPrefix(gen, sd, subj, hs, req, now); e != nil {
 				if first == 0 {
 					first = h
 				}
-				if e := c.getPrefix(h, gen, sd, subj, req.Op, req.FS, obj, now); e != nil {
-					return e, first
-				}
+				return e, first
 			}
 		}
 		if shapes&(1<<abi.ObjectPortRange) != 0 && objKind == abi.ObjectEndpoint {
@@ -483,15 +522,26 @@ func (c *Cache) dropPrefixLen(n int) {
 	}
 }
 
-// storePrefixLens publishes a new sorted list; readers keep using the old
-// one until they load again, so it is never modified in place.
+// storePrefixLens publishes a new bitmap of the prefix lengths in use;
+// readers keep using the old one until they load again, so it is never
+// modified in place.
 func (c *Cache) storePrefixLens() {
-	l := make([]int, 0, len(c.plenRef))
+	max := 0
 	for n := range c.plenRef {
-		l = append(l, n)
+		max = maxInt(max, n)
 	}
-	sort.Sort(sort.Reverse(sort.IntSlice(l)))
-	c.plens.Store(&l)
+	bits := make([]uint64, max>>6+1)
+	for n := range c.plenRef {
+		bits[n>>6] |= 1 << (n & 63)
+	}
+	c.plens.Store(&bits)
+}
+
+func maxInt(a, b int) int {
+	if a > b {
+		return a
+	}
+	return b
 }
 
 // Purge drops every entry of generations other than keep: after a plugin

@@ -2,6 +2,7 @@ package cache
 
 import (
 	"fmt"
+	"strings"
 	"math/rand"
 	"sync"
 	"testing"
@@ -220,7 +221,7 @@ func TestReplaceAndPurge(t *testing.T) {
 		t.Fatal("kept generation lost")
 	}
 	// The prefix length bookkeeping went with the purged entry.
-	if len(*c.plens.Load()) != 0 || len(c.plenRef) != 0 {
+	if hasBit(*c.plens.Load(), 5) || len(c.plenRef) != 0 {
 		t.Fatalf("prefix lengths left behind: %v %v", *c.plens.Load(), c.plenRef)
 	}
 }
@@ -246,7 +247,7 @@ func TestHammer(t *testing.T) {
 					sc = abi.Scope{Subject: abi.ScopeSubject(r.Intn(3)), Object: abi.ObjectExact}
 				case 0:
 					req = path(abi.OpFileRead, fmt.Sprintf("/d%d/f%d", r.Intn(4), r.Intn(50)), abi.FSLocal)
-					sc = abi.Scope{Subject: abi.ScopeSubject(r.Intn(3)), Object: abi.ObjectPrefix, PrefixLen: 3}
+					sc = abi.Scope{Subject: abi.ScopeSubject(r.Intn(3)), Object: abi.ObjectPrefix, PrefixLen: 4}
 				case 1:
 					req = endpoint(abi.OpNetConnect, abi.ProtoTCP, uint16(r.Intn(100)), 1)
 					lo := uint16(r.Intn(int(req.Port) + 1))
@@ -272,6 +273,42 @@ func BenchmarkLookupHit(b *testing.B) {
 	c := New(1024)
 	req := path(abi.OpFileWrite, "/home/bob/Documents/reports/2026/quarterly-summary-000123.txt", abi.FSLocal)
 	c.Insert(1, &guardedA, req, val(abi.Scope{Object: abi.ObjectExact}), 0)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := c.Lookup(1, &guardedA, req, 1); !ok {
+			b.Fatal("miss")
+		}
+	}
+}
+
+// manyPrefixes fills a cache with prefix entries of n distinct lengths, as
+// a process writing into folders with names of every length would.
+func manyPrefixes(n int) *Cache {
+	c := New(2 * n)
+	for i := 1; i <= n; i++ {
+		dir := "/d" + strings.Repeat("x", i) + "/"
+		c.Insert(1, &guardedA, path(abi.OpFileWrite, dir+"f", abi.FSLocal),
+			val(abi.Scope{Subject: abi.SubjectZone, Object: abi.ObjectPrefix, PrefixLen: uint32(len(dir))}), 0)
+	}
+	return c
+}
+
+func TestManyPrefixLengths(t *testing.T) {
+	c := manyPrefixes(3000)
+	if _, ok := c.Lookup(1, &guardedB, path(abi.OpFileWrite, "/d"+strings.Repeat("x", 1234)+"/sub/file", abi.FSLocal), 1); !ok {
+		t.Fatal("a path under a cached folder missed")
+	}
+	if _, ok := c.Lookup(1, &guardedB, path(abi.OpFileWrite, "/dxx", abi.FSLocal), 1); ok {
+		t.Fatal("a prefix that does not end at a separator hit")
+	}
+}
+
+// BenchmarkLookupManyPrefixLengths: with 3,000 distinct prefix lengths
+// cached, a hit costs about what it costs with one (the probes depend on
+// the path's separators, not on the lengths in use).
+func BenchmarkLookupManyPrefixLengths(b *testing.B) {
+	c := manyPrefixes(3000)
+	req := path(abi.OpFileWrite, "/dxxxxxxxxxx/Documents/reports/2026/q3/summary-final-1.txt", abi.FSLocal)
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, ok := c.Lookup(1, &guardedA, req, 1); !ok {
