@@ -512,3 +512,24 @@ func TestAncestryBounded(t *testing.T) {
 			len(chain), chain[len(chain)-1].AncestryTruncated, maxChain+1)
 	}
 }
+
+// TestBusyIsNotAFailure: waiting past the deadline for an instance gives
+// the decision the failure verdict but does not count against the plugin.
+func TestBusyIsNotAFailure(t *testing.T) {
+	lim := testLimits
+	lim.Instances, lim.CallDeadline = 1, 50*time.Millisecond
+	p := loadBehave(t, newTestRuntime(t, lim), "allow", 'a')
+	held, err := p.get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var resp abi.DecideResponse
+	err = p.Decide(ctx, &abi.DecideRequest{Op: abi.OpFileRead, Object: "/x"}, &resp)
+	if !errors.Is(err, ErrPluginFailed) || !errors.Is(err, errBusy) || p.Info().Failures != 0 {
+		t.Fatalf("got %v with %d failures; want a busy failure that is not counted", err, p.Info().Failures)
+	}
+	p.put(held)
+	if err := p.Decide(ctx, &abi.DecideRequest{Op: abi.OpFileRead, Object: "/x"}, &resp); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -162,8 +162,9 @@ type Plugin struct {
 	lim      Limits
 	log      hclog.Logger
 
-	idle  chan *instance
-	slots chan struct{} // one token per live instance
+	idle   chan *instance
+	slots  chan struct{} // one token per live instance
+	closed atomic.Bool
 
 	calls, failures atomic.Uint64
 	consecutive     atomic.Int64
@@ -327,8 +328,11 @@ func (p *Plugin) Info() PluginInfo {
 	return i
 }
 
-// Close releases the plugin's instances and compiled code.
+// Close releases the plugin's instances and compiled code. Calls must have
+// returned; instances still being created in the background are closed
+// when they finish.
 func (p *Plugin) Close(ctx context.Context) error {
+	p.closed.Store(true)
 	for {
 		select {
 		case inst := <-p.idle:
@@ -494,49 +498,72 @@ func (i *instance) close(ctx context.Context) {
 	i.mod.Close(ctx)
 }
 
-// get returns an idle instance or creates one while under the instance
-// cap, waiting up to the call deadline for one to come back otherwise.
+// errBusy: every instance stayed busy for a whole call deadline. The
+// decision gets the failure verdict, but the plugin did nothing wrong, so
+// it does not count towards quarantine.
+var errBusy = errors.New("no instance free within the call deadline")
+
+// get returns an idle instance, waiting at most the call deadline. It never
+// instantiates on the decision path: instantiation runs the guest's
+// initializer under the much longer init deadline, so it happens in the
+// background (grow) and the caller takes whichever instance frees first.
 func (p *Plugin) get(ctx context.Context) (*instance, error) {
 	select {
 	case inst := <-p.idle:
 		return inst, nil
 	default:
 	}
-	select {
-	case inst := <-p.idle:
-		return inst, nil
-	case p.slots <- struct{}{}:
-		inst, err := p.newInstance(ctx)
-		if err != nil {
-			<-p.slots
-			return nil, &callError{"instantiate", err}
-		}
-		return inst, nil
-	default:
-	}
+	p.grow()
 	t := time.NewTimer(p.lim.CallDeadline)
 	defer t.Stop()
 	select {
 	case inst := <-p.idle:
 		return inst, nil
-	case p.slots <- struct{}{}:
-		inst, err := p.newInstance(ctx)
-		if err != nil {
-			<-p.slots
-			return nil, &callError{"instantiate", err}
-		}
-		return inst, nil
 	case <-t.C:
-		return nil, &callError{"deadline", fmt.Errorf("no instance free within %v", p.lim.CallDeadline)}
+		return nil, errBusy
 	case <-ctx.Done():
 		return nil, &callError{"canceled", ctx.Err()}
 	}
 }
 
+// grow starts one background instantiation if the plugin is below its
+// instance cap.
+func (p *Plugin) grow() {
+	if p.closed.Load() {
+		return
+	}
+	select {
+	case p.slots <- struct{}{}:
+		go p.create()
+	default:
+	}
+}
+
+func (p *Plugin) create() {
+	inst, err := p.newInstance(context.Background())
+	if err != nil {
+		<-p.slots
+		p.failed(&callError{"instantiate", err})
+		return
+	}
+	if p.closed.Load() {
+		p.discardQuiet(inst)
+		return
+	}
+	p.idle <- inst // never blocks: slots bound the instances
+}
+
 func (p *Plugin) put(inst *instance) { p.idle <- inst }
 
+// discard closes a failed instance and starts a replacement in the
+// background, so the next decision finds one ready.
 func (p *Plugin) discard(ctx context.Context, inst *instance) {
-	inst.close(ctx)
+	p.discardQuiet(inst)
+	p.grow()
+}
+
+func (p *Plugin) discardQuiet(inst *instance) {
+	inst.close(context.Background())
 	<-p.slots
 }
 
@@ -548,6 +575,9 @@ func (p *Plugin) invoke(ctx context.Context, which func(*instance) api.Function,
 	}
 	p.calls.Add(1)
 	inst, err := p.get(ctx)
+	if errors.Is(err, errBusy) {
+		return fmt.Errorf("%s: %w: %w", p.meta.Name, ErrPluginFailed, err)
+	}
 	if err != nil {
 		return p.failed(err)
 	}

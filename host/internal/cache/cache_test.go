@@ -2,8 +2,8 @@ package cache
 
 import (
 	"fmt"
-	"strings"
 	"math/rand"
+	"strings"
 	"sync"
 	"testing"
 

@@ -75,23 +75,26 @@ var simdImmediates = func() (t [256]uint8) {
 
 // Immediate shapes of one-byte opcodes.
 const (
-	opUnknown = iota // not an instruction we can decode
-	opNone           // no immediate
-	opBlock          // block type (block, if)
-	opLoop           // block type, and a check goes after it
-	opEnd            // end: closes a block or the function
-	opU32            // one u32 (an index or label)
-	opU32x2          // two u32s (call_indirect and friends)
-	opBrTable        // vec(label) then a default label
-	opSelectT        // vec(valtype)
-	opMemarg         // memarg
-	opI32            // s32
-	opI64            // s64
-	opF32            // 4 bytes
-	opF64            // 8 bytes
-	opRefNull        // reference type byte
-	opMisc           // 0xFC prefix
-	opSIMD           // 0xFD prefix
+	opUnknown       = iota // not an instruction we can decode
+	opNone                 // no immediate
+	opBlock                // block type (block, if)
+	opLoop                 // block type, and a check goes after it
+	opEnd                  // end: closes a block or the function
+	opReturn               // return: rewritten into a branch to the body's wrapper block
+	opU32                  // one u32 (an index or label)
+	opU32x2                // two u32s (call_indirect)
+	opReturnCall           // return_call: u32; the depth is decremented before it
+	opReturnCallInd        // return_call_indirect: two u32s; likewise
+	opBrTable              // vec(label) then a default label
+	opSelectT              // vec(valtype)
+	opMemarg               // memarg
+	opI32                  // s32
+	opI64                  // s64
+	opF32                  // 4 bytes
+	opF64                  // 8 bytes
+	opRefNull              // reference type byte
+	opMisc                 // 0xFC prefix
+	opSIMD                 // 0xFD prefix
 )
 
 // opImmediates maps each one-byte opcode to the shape of its immediates.
@@ -107,15 +110,18 @@ var opImmediates = func() (t [256]uint8) {
 			t[op] = shape
 		}
 	}
-	set(opNone, 0x00, 0x01, 0x05, 0x0f, 0x1a, 0x1b, 0xd1) // unreachable nop else return drop select ref.is_null
-	span(opNone, 0x45, 0xc4)                              // numeric, including sign extension
-	set(opBlock, 0x02, 0x04)                              // block if
+	set(opNone, 0x00, 0x01, 0x05, 0x1a, 0x1b, 0xd1) // unreachable nop else drop select ref.is_null
+	span(opNone, 0x45, 0xc4)                        // numeric, including sign extension
+	set(opBlock, 0x02, 0x04)                        // block if
 	set(opLoop, 0x03)
 	set(opEnd, 0x0b)
-	set(opU32, 0x0c, 0x0d, 0x10, 0x12, 0xd2) // br br_if call return_call ref.func
-	span(opU32, 0x20, 0x26)                  // local.get/set/tee global.get/set table.get/set
-	set(opU32, 0x3f, 0x40)                   // memory.size memory.grow: memory index
-	set(opU32x2, 0x11, 0x13)                 // call_indirect return_call_indirect: type, table
+	set(opReturn, 0x0f)
+	set(opU32, 0x0c, 0x0d, 0x10, 0xd2) // br br_if call ref.func
+	span(opU32, 0x20, 0x26)            // local.get/set/tee global.get/set table.get/set
+	set(opU32, 0x3f, 0x40)             // memory.size memory.grow: memory index
+	set(opU32x2, 0x11)                 // call_indirect: type, table
+	set(opReturnCall, 0x12)            // return_call: function
+	set(opReturnCallInd, 0x13)         // return_call_indirect: type, table
 	set(opBrTable, 0x0e)
 	set(opSelectT, 0x1c)
 	span(opMemarg, 0x28, 0x3e) // loads and stores
@@ -129,15 +135,32 @@ var opImmediates = func() (t [256]uint8) {
 	return t
 }()
 
+// Kinds of edit.
+const (
+	editLoop     = iota // insert the loop check at the offset (just past a loop's block type)
+	editReturn          // replace the return opcode at the offset with a br to the wrapper
+	editTailCall        // insert the depth decrement before the tail call at the offset
+)
+
+// edit is one change to a function body, at an offset in the input.
+type edit struct {
+	at    int
+	kind  uint8
+	depth uint32 // editReturn: the nesting depth of the return, the wrapper's label
+}
+
 // walkBody decodes the instructions of one function body, from r's
 // position (just after the local declarations) to its end, and appends to
-// loops the offset just past each loop's block type: where a check goes.
+// edits, in order, what the rewrite must change: the offset just past each
+// loop's block type, where a check goes; each return, with the number of
+// blocks it sits in (which is the label of the wrapper block that replaces
+// the function's own); and each tail call.
 //
-// It tracks block nesting only to find the function's final end, so that a
-// body which stops early or goes on past it is reported here rather than
-// producing output that merely fails to compile later.
-func walkBody(r *reader, loops []int) ([]int, error) {
-	depth := 0
+// Block nesting is tracked for that depth and to find the function's final
+// end, so that a body which stops early or goes on past it is reported
+// here rather than producing output that merely fails to compile later.
+func walkBody(r *reader, edits []edit) ([]edit, error) {
+	depth := uint32(0)
 	for r.pos < r.end {
 		off := r.pos
 		op := r.buf[off]
@@ -150,19 +173,29 @@ func walkBody(r *reader, loops []int) ([]int, error) {
 			depth++
 		case opLoop:
 			err = r.skipBlockType()
-			loops = append(loops, r.pos)
+			edits = append(edits, edit{at: r.pos, kind: editLoop})
 			depth++
 		case opEnd:
 			if depth == 0 {
 				if r.pos != r.end {
-					return loops, r.errorf(r.pos, "%d bytes after the function's final end", r.left())
+					return edits, r.errorf(r.pos, "%d bytes after the function's final end", r.left())
 				}
-				return loops, nil
+				return edits, nil
 			}
 			depth--
+		case opReturn:
+			edits = append(edits, edit{at: off, kind: editReturn, depth: depth})
 		case opU32:
 			err = r.skipU32()
 		case opU32x2:
+			if err = r.skipU32(); err == nil {
+				err = r.skipU32()
+			}
+		case opReturnCall:
+			edits = append(edits, edit{at: off, kind: editTailCall})
+			err = r.skipU32()
+		case opReturnCallInd:
+			edits = append(edits, edit{at: off, kind: editTailCall})
 			if err = r.skipU32(); err == nil {
 				err = r.skipU32()
 			}
@@ -201,15 +234,15 @@ func walkBody(r *reader, loops []int) ([]int, error) {
 			err = r.skipSIMD(off)
 		default:
 			if name, ok := ehOpcodes[op]; ok {
-				return loops, r.errorf(off, "unsupported exception-handling opcode %#02x (%s)", op, name)
+				return edits, r.errorf(off, "unsupported exception-handling opcode %#02x (%s)", op, name)
 			}
-			return loops, r.errorf(off, "unknown opcode %#02x", op)
+			return edits, r.errorf(off, "unknown opcode %#02x", op)
 		}
 		if err != nil {
-			return loops, err
+			return edits, err
 		}
 	}
-	return loops, r.errorf(r.end, "function body ends without its final end")
+	return edits, r.errorf(r.end, "function body ends without its final end")
 }
 
 // skipBlockType skips a block type: 0x40 (empty), a one-byte value type, or

@@ -184,3 +184,18 @@ func sizeU32(v uint32) int {
 	}
 	return n
 }
+
+// appendSigned appends v in the shortest signed LEB128 encoding, as used
+// by i32.const and by block types given as a type index (an s33, whose
+// one-byte forms 0x40 and up would otherwise read as 0x40, the empty
+// block type, or as a negative value type).
+func appendSigned(b []byte, v int64) []byte {
+	for {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if (v == 0 && c&0x40 == 0) || (v == -1 && c&0x40 != 0) {
+			return append(b, c)
+		}
+		b = append(b, c|0x80)
+	}
+}

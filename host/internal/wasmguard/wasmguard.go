@@ -1,5 +1,11 @@
 // Package wasmguard rewrites a WebAssembly module so that the host can
-// interrupt a guest call that runs past its deadline.
+// bound what a call into untrusted guest code costs it: time, through an
+// interrupt flag that the host raises when the call's deadline passes, and
+// host memory, through a limit on the guest's call depth. So that the flag
+// can be raised at all, it also makes the guest leave compiled code for Go
+// now and then.
+//
+// # Interrupt
 //
 // wazero can abandon a guest call when its context is done
 // (RuntimeConfig.WithCloseOnContextDone), but it does so by calling back
@@ -14,34 +20,107 @@
 // `unreachable` soon after. A check is a global load and a branch, so an
 // uninterrupted call pays next to nothing for it.
 //
+// The global stays set after a trap. An instance that was interrupted may be
+// in any state (a Go guest, say, may have stopped while holding a runtime
+// lock), so the host must discard it rather than reset the global and go
+// on.
+//
+// # Safe points
+//
+// wazero's compiled code is not Go code: the Go scheduler cannot preempt
+// it, and it never reaches a Go safe point of its own accord. Anything in
+// the Go runtime that must wait for every goroutine to reach one waits for
+// the guest instead. A garbage collection's stop-the-world phase, once
+// begun, stops every other goroutine, including the timer that would set
+// the interrupt, so a guest that loops forever would hang the whole process
+// for good; and with GOMAXPROCS=1 a spinning guest would keep the timer
+// from ever running. (wazero's RATIONALE.md, "Why context cancellation is
+// handled in Go code rather than native code", describes the problem.)
+//
+// So every check also decrements a second mutable i32 global (exported as
+// CountdownExport, for tests and diagnostics; the host need not touch it),
+// and the check that takes it to zero resets it to Countdown and executes
+// `i32.const 0; memory.grow 0; drop`. wazero's compiler always leaves
+// native code to grow memory: the engine's Go code does it and then
+// resumes the guest. That Go code is an ordinary preemption point, where a
+// pending stop-the-world or the scheduler's request to yield takes effect,
+// and growing by zero pages changes nothing. Every Countdown checks, then,
+// the guest gives the Go runtime a chance to stop it: every few
+// microseconds in an empty loop, every few tens of microseconds in Go code
+// (see Countdown). The rewrite needs memory 0 for this, defined or
+// imported; Instrument rejects a module that defines functions but has no
+// memory (plugins always have one).
+//
+// # Call depth
+//
+// wazero runs a guest on a native stack that it allocates on the Go heap
+// and doubles whenever it runs out, up to a ceiling of 400 MB, before it
+// traps with a stack overflow: a guest that recurses without end makes the
+// host allocate hundreds of megabytes before it stops. Instrument gives the
+// module a third mutable i32 global, exported as DepthExport, that counts
+// the guest's frames. Every function increments it on entry and traps with
+// `unreachable` if that takes it past MaxDepth, and decrements it on every
+// way out that goes on running the guest:
+//
+//   - The function body is wrapped in a block of the function's result
+//     type (for several results, a type index; Instrument appends a
+//     `[] -> [results]` function type to the type section if there is
+//     none, which shifts no index). The wrapper sits directly inside the
+//     function's own label, so the body's final end and every branch that
+//     targeted the function's label (br, br_if, br_table) now leave the
+//     wrapper instead, with the same relative depths. The decrement follows
+//     the wrapper's end.
+//   - Every return becomes a br to the wrapper, at its nesting depth.
+//   - A tail call (return_call, return_call_indirect) decrements before it
+//     leaves; the callee increments again, so a loop of tail calls never
+//     reaches the limit.
+//
+// A trap leaves the count where it was, which does not matter because the
+// host discards any instance that trapped; after every call that returns
+// the count is back to zero, so the host need not reset it (it can, through
+// the export). Calls that reenter the guest from a host function count
+// like any other.
+//
+// # Start function
+//
 // A start function runs while the module is being instantiated, before the
 // host can reach the module's global, so Instrument also removes the start
 // section and exports the start function as StartExport instead: the host
 // instantiates without running guest code, then calls StartExport itself
-// under a deadline.
+// under a deadline. It is instrumented like any other function, as is a
+// WASI reactor's _initialize.
 //
-// The global stays set after a trap. An instance that was interrupted may be
-// in any state (a Go guest, say, may have stopped while holding a runtime
-// lock), so the host should discard it rather than reset the global and go
-// on.
+// # Limits
 //
-// Caveat: a check only fires once the host has set the global, and the host
-// may not get to. wazero's native code cannot be preempted by the Go
-// scheduler, so anything in the Go runtime that must wait for every P to
-// reach a safe point waits for the guest to return. A garbage collection's
-// stop-the-world phase, once begun, stops every other goroutine, including
-// the one that would set the global, and an infinite loop then hangs the
-// whole process for good. (wazero's RATIONALE.md, "Why context cancellation
-// is handled in Go code rather than native code", describes the same
-// problem.) The host must keep that from happening, for instance by having
-// the guest leave native code now and then; the checks alone do not.
+//   - Checks sit at function entries and loop headers only. Between two, a
+//     guest runs straight-line code, bounded by the size of a function, but
+//     a single instruction may take long: memory.fill or memory.copy over
+//     a GiB, or a call into a host function. Such an instruction delays both
+//     the interrupt and the next exit to Go (and so a garbage collection)
+//     by as long as it takes.
+//   - The depth is counted in frames, not bytes. A frame's native size
+//     depends on the function (its locals, the values live across a call),
+//     so MaxDepth frames of a function with thousands of locals can still
+//     take much stack; wazero's own ceiling applies then.
+//   - A guest that legitimately recurses deeper than MaxDepth traps, Go
+//     guests included; see MaxDepth.
+//   - The checks are cheap but not free. A check is about a dozen
+//     instructions, with a load and a store of the countdown: in a Go
+//     guest's loops that is some 15% of the time, and a call into a small
+//     exported Go function costs about 8% more (see BenchmarkGoCall).
+//   - The instrumented module exports the names InterruptExport,
+//     CountdownExport, DepthExport and StartExport; a module that already
+//     exports one of them is rejected.
 //
-// Instrument walks every instruction, so that a 0x03 byte inside an
-// immediate is never mistaken for a loop, but it does not validate the
-// module: wazero does that when it compiles the result. What it cannot walk
-// with certainty (an unknown opcode, the exception-handling proposal, a
-// malformed encoding) it rejects with an error that names the section, the
-// function and the byte offset in the input.
+// # Decoding
+//
+// Instrument walks every instruction, so that a 0x03 or 0x0f byte inside an
+// immediate is never mistaken for a loop or a return, but it does not
+// validate the module: wazero does that when it compiles the result. What
+// it cannot walk with certainty (an unknown opcode, the exception-handling
+// proposal, a malformed encoding, a type that is not a function type) it
+// rejects with an error that names the section, the function and the byte
+// offset in the input.
 //
 // The package imports only the standard library, so the rewriter does not
 // depend on the runtime version and can be fuzzed on its own.
@@ -54,13 +133,47 @@ import (
 	"math"
 )
 
-// InterruptExport is the name under which the instrumented module exports
-// its interrupt global: a mutable i32, zero until the host sets it.
-const InterruptExport = "lineage.interrupt"
+// Names under which the instrumented module exports what the host needs.
+const (
+	// InterruptExport names the interrupt global: a mutable i32, zero
+	// until the host sets it.
+	InterruptExport = "lineage.interrupt"
+	// CountdownExport names the countdown global: a mutable i32 that
+	// every check decrements, from Countdown down to zero, where the guest
+	// exits to Go and it starts again.
+	CountdownExport = "lineage.countdown"
+	// DepthExport names the depth global: a mutable i32 holding the
+	// number of guest frames on the stack, zero between calls.
+	DepthExport = "lineage.depth"
+	// StartExport names the function that the start section named, if
+	// there was one.
+	StartExport = "lineage.start"
+)
 
-// StartExport is the name under which the instrumented module exports the
-// function its start section named, if it had one.
-const StartExport = "lineage.start"
+const (
+	// Countdown is the number of checks (function entries and loop
+	// iterations) between two exits to Go. An exit costs about 40ns, the
+	// time of a few dozen checks, so at 4096 exits add nothing measurable
+	// even to an empty loop. Measured between exits: an empty loop runs
+	// for 3 to 10µs, a Go loop for about 25µs, and Go code that recurses
+	// (10 to 13ns a check) for about 50µs, within the 100µs or so that a
+	// garbage collection should have to wait for the guest.
+	Countdown = 4096
+
+	// MaxDepth is the deepest the guest's call stack may grow, in frames.
+	// A function entered with MaxDepth frames under it traps. A small
+	// recursive function reaches it with under 3 MB of Go heap allocated
+	// for the native stack; Go code, whose wasm functions have many
+	// locals, with about 22 MB.
+	//
+	// Go's wasm port unwinds the native stack whenever it switches
+	// goroutines or grows a goroutine's stack, so a Go guest's start-up
+	// and ordinary calls stay within a few dozen frames (29 for the test
+	// module's _initialize); but between two stack growths every Go call
+	// is a frame, so Go code that recurses more than about 16000 calls
+	// deep traps.
+	MaxDepth = 16384
+)
 
 // Result is an instrumented module.
 type Result struct {
@@ -132,9 +245,13 @@ const (
 	kindTag    = 0x04
 )
 
-// interruptGlobal is the appended global's definition:
-// (global (mut i32) (i32.const 0)).
-var interruptGlobal = []byte{0x7f, 0x01, 0x41, 0x00, 0x0b}
+// Definitions of the appended globals, in index order: interrupt,
+// countdown, depth. Each is (global (mut i32) (i32.const v)).
+var (
+	interruptGlobal = []byte{0x7f, 0x01, 0x41, 0x00, 0x0b}
+	countdownGlobal = append(appendSigned([]byte{0x7f, 0x01, 0x41}, Countdown), 0x0b)
+	depthGlobal     = []byte{0x7f, 0x01, 0x41, 0x00, 0x0b}
+)
 
 var wasmHeader = []byte{0x00, 'a', 's', 'm', 0x01, 0x00, 0x00, 0x00}
 
@@ -147,12 +264,20 @@ type section struct {
 
 func (s section) name() string { return sectionNames[s.id] + " section" }
 
-// body is a function body to be copied with checks added.
+// body is a function body to be copied with the instrumentation added.
 type body struct {
-	start int // first byte of the body's contents (the local declarations)
-	instr int // first instruction, where the entry check goes
-	end   int
-	loops int // how many of module.loops belong to this body
+	start     int    // first byte of the body's contents (the local declarations)
+	instr     int    // first instruction, where the entry sequence goes
+	end       int    // just past the final end
+	blockType []byte // the wrapper block's type: the function's results
+	edits     int    // how many of module.edits belong to this body
+	loops     int    // how many of those are loops
+}
+
+// funcType is an entry of the type section; params and results alias the
+// input and hold one value type per byte.
+type funcType struct {
+	params, results []byte
 }
 
 // module is what Instrument learns about its input before writing anything.
@@ -160,26 +285,37 @@ type module struct {
 	in       []byte
 	sections []section
 
+	types           []funcType
+	funcTypes       []uint32 // type index of each defined function
 	importedFuncs   uint32
 	importedGlobals uint32
-	definedFuncs    uint32 // function section count
 	definedGlobals  uint32 // global section count
+	memories        uint32 // imported and defined
+	memory64        bool   // memory 0 has 64-bit addresses
 	dataCount       int64  // data count section's count, or -1 without one
 	dataSegments    uint32
 	startFunc       uint32
 	hasStart        bool
 
-	global, export, code int    // index into sections, or -1 if absent
-	exportCount          uint32 // entries in the export section
+	typ, global, export, code int    // index into sections, or -1 if absent
+	exportCount               uint32 // entries in the export section
+	reserved                  bool   // the reserved export names are allowed
+
+	// newTypes are the result types of the `[] -> [results]` function
+	// types to append to the type section, for wrapper blocks of
+	// functions with several results; blockTypes maps a result type to
+	// its function type's index, existing or new.
+	newTypes   [][]byte
+	blockTypes map[string]uint32
 
 	bodies []body
-	loops  []int // offsets where loop checks go, for all bodies in order
+	edits  []edit // for all bodies in order
 }
 
 // Instrument returns a copy of wasm, a binary WebAssembly module, rewritten
 // as the package documentation describes. It never modifies wasm.
 func Instrument(wasm []byte) (Result, error) {
-	m, err := scan(wasm)
+	m, err := scan(wasm, false)
 	if err != nil {
 		return Result{}, fmt.Errorf("wasmguard: %w", err)
 	}
@@ -187,12 +323,18 @@ func Instrument(wasm []byte) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("wasmguard: %w", err)
 	}
-	return Result{Wasm: out, HadStart: m.hasStart, Checks: len(m.bodies) + len(m.loops)}, nil
+	checks := len(m.bodies)
+	for _, b := range m.bodies {
+		checks += b.loops
+	}
+	return Result{Wasm: out, HadStart: m.hasStart, Checks: checks}, nil
 }
 
 // scan splits the module into sections and decodes what the rewrite
-// depends on, so that emit cannot fail halfway on malformed input.
-func scan(in []byte) (*module, error) {
+// depends on, so that emit cannot fail halfway on malformed input. Tests
+// scan Instrument's output too, with reserved set to allow the names it
+// exports.
+func scan(in []byte, reserved bool) (*module, error) {
 	if len(in) < len(wasmHeader) {
 		return nil, errors.New("not a WebAssembly module: shorter than the 8-byte header")
 	}
@@ -203,7 +345,7 @@ func scan(in []byte) (*module, error) {
 		return nil, fmt.Errorf("unsupported WebAssembly binary version % x, want 01 00 00 00", in[4:8])
 	}
 
-	m := &module{in: in, dataCount: -1, global: -1, export: -1, code: -1}
+	m := &module{in: in, dataCount: -1, typ: -1, global: -1, export: -1, code: -1, reserved: reserved}
 	r := reader{buf: in, pos: len(wasmHeader), end: len(in), what: "module"}
 	lastRank := 0
 	for r.pos < r.end {
@@ -235,11 +377,19 @@ func scan(in []byte) (*module, error) {
 		m.sections = append(m.sections, s)
 	}
 
-	if len(m.bodies) != int(m.definedFuncs) {
-		return nil, fmt.Errorf("function section declares %d functions but the code section has %d bodies", m.definedFuncs, len(m.bodies))
+	if len(m.bodies) != len(m.funcTypes) {
+		return nil, fmt.Errorf("function section declares %d functions but the code section has %d bodies", len(m.funcTypes), len(m.bodies))
 	}
 	if m.dataCount >= 0 && m.dataCount != int64(m.dataSegments) {
 		return nil, fmt.Errorf("data count section declares %d segments but the data section has %d", m.dataCount, m.dataSegments)
+	}
+	if len(m.bodies) > 0 {
+		if m.memories == 0 {
+			return nil, errors.New("the module has no memory: the instrumentation's exits to Go execute memory.grow on memory 0, so the module must define or import one")
+		}
+		if m.memory64 {
+			return nil, errors.New("memory 0 is a 64-bit memory (memory64), which is not supported")
+		}
 	}
 	return m, nil
 }
@@ -250,10 +400,15 @@ func (m *module) scanSection(s section, r *reader) error {
 	case secCustom:
 		// Copied as is; only check that it has the name it must start with.
 		_, err = r.name()
+	case secType:
+		m.typ = len(m.sections)
+		err = m.scanTypes(r)
 	case secImport:
 		err = m.scanImports(r)
 	case secFunction:
-		m.definedFuncs, err = r.count("function")
+		err = m.scanFunctions(r)
+	case secMemory:
+		err = m.scanMemories(r)
 	case secGlobal:
 		m.global = len(m.sections)
 		m.definedGlobals, err = r.count("global")
@@ -280,9 +435,96 @@ func (m *module) scanSection(s section, r *reader) error {
 	return err
 }
 
-// scanImports counts the imported functions and globals, which come first
-// in their index spaces: the new global's index is after all globals, and
-// errors name functions by their index.
+// scanTypes decodes the function types, whose results give each function
+// body's wrapper block its type. Only function types (form 0x60) exist
+// before the GC proposal, which the host does not enable.
+func (m *module) scanTypes(r *reader) error {
+	n, err := r.count("type")
+	if err != nil {
+		return err
+	}
+	m.types = make([]funcType, 0, n)
+	for i := uint32(0); i < n; i++ {
+		var t funcType
+		start := r.pos
+		form, err := r.byte()
+		if err == nil && form != 0x60 {
+			err = r.errorf(start, "unsupported type form %#02x, want 0x60 (a function type)", form)
+		}
+		if err == nil {
+			t.params, err = r.valTypes("parameter")
+		}
+		if err == nil {
+			t.results, err = r.valTypes("result")
+		}
+		if err != nil {
+			return fmt.Errorf("type %d: %w", i, err)
+		}
+		m.types = append(m.types, t)
+	}
+	return r.expectEnd()
+}
+
+// valTypes reads a vector of value types and returns its elements, which
+// alias the input.
+func (r *reader) valTypes(what string) ([]byte, error) {
+	n, err := r.count(what)
+	if err != nil {
+		return nil, err
+	}
+	start := r.pos
+	for i := uint32(0); i < n; i++ {
+		if err := r.valType(); err != nil {
+			return nil, fmt.Errorf("%s %d: %w", what, i, err)
+		}
+	}
+	return r.buf[start:r.pos], nil
+}
+
+// scanFunctions reads the type index of every defined function.
+func (m *module) scanFunctions(r *reader) error {
+	n, err := r.count("function")
+	if err != nil {
+		return err
+	}
+	m.funcTypes = make([]uint32, n)
+	for i := range m.funcTypes {
+		if m.funcTypes[i], err = r.u32(); err != nil {
+			return fmt.Errorf("function %d: %w", uint64(m.importedFuncs)+uint64(i), err)
+		}
+	}
+	return r.expectEnd()
+}
+
+// scanMemories counts the defined memories: the rewrite needs memory 0.
+func (m *module) scanMemories(r *reader) error {
+	n, err := r.count("memory")
+	if err != nil {
+		return err
+	}
+	for i := uint32(0); i < n; i++ {
+		if err := m.scanMemory(r); err != nil {
+			return fmt.Errorf("memory %d: %w", uint64(m.memories), err)
+		}
+	}
+	return r.expectEnd()
+}
+
+func (m *module) scanMemory(r *reader) error {
+	flags, err := r.skipLimits()
+	if err != nil {
+		return err
+	}
+	if m.memories == 0 {
+		m.memory64 = flags&0x04 != 0
+	}
+	m.memories++
+	return nil
+}
+
+// scanImports counts the imported functions, memories and globals, which
+// come first in their index spaces: the new globals' indices are after all
+// globals, and errors name functions by their index.
 func (m *module) scanImports(r *reader) error {
 	n, err := r.count("import")
 	if err != nil {
@@ -319,9 +561,10 @@ func (m *module) scanImport(r *reader) error {
 		if !isRefType(t) {
 			return r.errorf(r.pos-1, "invalid reference type %#02x", t)
 		}
-		return r.skipLimits()
+		_, err = r.skipLimits()
+		return err
 	case kindMemory:
-		return r.skipLimits()
+		return m.scanMemory(r)
 	case kindGlobal:
 		m.importedGlobals++
 		if err := r.valType(); err != nil {
@@ -344,16 +587,16 @@ func (m *module) scanImport(r *reader) error {
 	return r.errorf(r.pos-1, "unknown import kind %#02x", kind)
 }
 
-// skipLimits skips the limits of a table or memory type. Bit 0 of the flags
-// says a maximum follows, bit 1 marks a shared memory (threads) and bit 2 a
-// 64-bit one (memory64), whose bounds are u64.
-func (r *reader) skipLimits() error {
+// skipLimits skips the limits of a table or memory type and returns their
+// flags. Bit 0 of the flags says a maximum follows, bit 1 marks a shared
+// memory (threads) and bit 2 a 64-bit one (memory64), whose bounds are u64.
+func (r *reader) skipLimits() (byte, error) {
 	flags, err := r.byte()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if flags > 0x07 {
-		return r.errorf(r.pos-1, "invalid limits flags %#02x", flags)
+		return 0, r.errorf(r.pos-1, "invalid limits flags %#02x", flags)
 	}
 	n := 1
 	if flags&0x01 != 0 {
@@ -367,10 +610,10 @@ func (r *reader) skipLimits() error {
 			_, err = r.u32()
 		}
 		if err != nil {
-			return err
+			return 0, err
 		}
 	}
-	return nil
+	return flags, nil
 }
 
 // unsigned64 reads an unsigned LEB128 integer of up to 64 bits.
@@ -393,9 +636,17 @@ func (r *reader) unsigned64() (uint64, error) {
 	}
 }
 
-// scanExports checks that the names the host relies on are not taken: if
-// the guest could export its own "lineage.interrupt", the host would set a
+// reservedExports are the names the instrumented module exports. If the
+// guest could export its own "lineage.interrupt", the host would set a
 // global that nothing reads.
+var reservedExports = map[string]bool{
+	InterruptExport: true,
+	CountdownExport: true,
+	DepthExport:     true,
+	StartExport:     true,
+}
+
+// scanExports checks that the names the host relies on are not taken.
 func (m *module) scanExports(r *reader) error {
 	n, err := r.count("export")
 	if err != nil {
@@ -406,7 +657,7 @@ func (m *module) scanExports(r *reader) error {
 		start := r.pos
 		name, err := r.name()
 		if err == nil {
-			if s := string(name); s == InterruptExport || s == StartExport {
+			if s := string(name); reservedExports[s] && !m.reserved {
 				return r.errorf(start, "export %d: the module already exports %q, a name reserved for the host", i, s)
 			}
 			if _, err = r.byte(); err == nil { // kind
@@ -420,47 +671,152 @@ func (m *module) scanExports(r *reader) error {
 	return r.expectEnd()
 }
 
-// scanCode walks every function body and records where checks go.
+// scanCode walks every function body and records what to change in it.
 func (m *module) scanCode(r *reader) error {
 	n, err := r.count("function body")
 	if err != nil {
 		return err
 	}
+	if n != uint32(len(m.funcTypes)) {
+		return fmt.Errorf("function section declares %d functions but the code section has %d bodies", len(m.funcTypes), n)
+	}
 	m.bodies = make([]body, 0, n)
 	for i := uint32(0); i < n; i++ {
 		fn := uint64(m.importedFuncs) + uint64(i) // index in the function index space
-		size, err := r.u32()
+		b, err := m.scanBody(r, i)
 		if err != nil {
 			return fmt.Errorf("function %d: %w", fn, err)
 		}
-		br, err := r.sub(size, "function body")
-		if err != nil {
-			return fmt.Errorf("function %d: %w", fn, err)
-		}
-		b := body{start: br.pos, end: br.end}
-		if err := br.skipLocals(); err != nil {
-			return fmt.Errorf("function %d: %w", fn, err)
-		}
-		b.instr = br.pos
-		before := len(m.loops)
-		if m.loops, err = walkBody(&br, m.loops); err != nil {
-			return fmt.Errorf("function %d: %w", fn, err)
-		}
-		b.loops = len(m.loops) - before
 		m.bodies = append(m.bodies, b)
 	}
 	return r.expectEnd()
 }
 
+func (m *module) scanBody(r *reader, i uint32) (body, error) {
+	typeIdx := m.funcTypes[i]
+	if typeIdx >= uint32(len(m.types)) {
+		return body{}, fmt.Errorf("type index %d out of range: the module has %d types", typeIdx, len(m.types))
+	}
+	size, err := r.u32()
+	if err != nil {
+		return body{}, err
+	}
+	br, err := r.sub(size, "function body")
+	if err != nil {
+		return body{}, err
+	}
+	b := body{start: br.pos, end: br.end, blockType: m.blockType(m.types[typeIdx].results)}
+	if err := br.skipLocals(); err != nil {
+		return body{}, err
+	}
+	b.instr = br.pos
+	before := len(m.edits)
+	if m.edits, err = walkBody(&br, m.edits); err != nil {
+		return body{}, err
+	}
+	b.edits = len(m.edits) - before
+	for _, e := range m.edits[before:] {
+		if e.kind == editLoop {
+			b.loops++
+		}
+	}
+	return b, nil
+}
+
+// emptyBlockType is the block type of a block without results.
+var emptyBlockType = []byte{0x40}
+
+// blockType returns the type of a block that takes no values and leaves
+// results on the stack: 0x40 for none, the value type for one, and for
+// several the index of a function type `[] -> [results]`, the first such
+// in the type section or else one appended to it.
+func (m *module) blockType(results []byte) []byte {
+	switch len(results) {
+	case 0:
+		return emptyBlockType
+	case 1:
+		return results
+	}
+	if m.blockTypes == nil {
+		m.blockTypes = make(map[string]uint32)
+		for i := len(m.types) - 1; i >= 0; i-- { // so that the first one wins
+			if t := m.types[i]; len(t.params) == 0 && len(t.results) > 1 {
+				m.blockTypes[string(t.results)] = uint32(i)
+			}
+		}
+	}
+	idx, ok := m.blockTypes[string(results)]
+	if !ok {
+		// emit rejects a module whose type count would not fit.
+		idx = uint32(len(m.types) + len(m.newTypes))
+		m.newTypes = append(m.newTypes, results)
+		m.blockTypes[string(results)] = idx
+	}
+	return appendSigned(nil, int64(idx))
+}
+
+// code is the instruction sequences that emit inserts.
+type code struct {
+	check []byte // at every function entry and loop header: interrupt and countdown
+	enter []byte // at every function entry, before check: increment depth and limit it
+	leave []byte // on every way out of a function but a trap: decrement depth
+}
+
+// newCode assembles the inserted sequences for the appended globals,
+// which start at index first: interrupt, countdown, depth.
+func newCode(first uint32) code {
+	get := func(b []byte, idx uint32) []byte { return appendU32(append(b, 0x23), idx) }
+	set := func(b []byte, idx uint32) []byte { return appendU32(append(b, 0x24), idx) }
+	i32 := func(b []byte, v int64) []byte { return appendSigned(append(b, 0x41), v) }
+	interrupt, countdown, depth := first, first+1, first+2
+	var c code
+
+	// if (interrupt) unreachable
+	c.check = get(c.check, interrupt)
+	c.check = append(c.check, 0x04, 0x40, 0x00, 0x0b) // if; unreachable; end
+	// countdown = countdown - 1
+	c.check = get(c.check, countdown)
+	c.check = i32(c.check, 1)
+	c.check = append(c.check, 0x6b) // i32.sub
+	c.check = set(c.check, countdown)
+	// if (countdown == 0) { countdown = Countdown; memory.grow(0) }
+	c.check = get(c.check, countdown)
+	c.check = append(c.check, 0x45, 0x04, 0x40) // i32.eqz; if
+	c.check = i32(c.check, Countdown)
+	c.check = set(c.check, countdown)
+	c.check = i32(c.check, 0)
+	c.check = append(c.check, 0x40, 0x00, 0x1a, 0x0b) // memory.grow 0; drop; end
+
+	// depth = depth + 1; if (depth > MaxDepth) unreachable
+	c.enter = get(c.enter, depth)
+	c.enter = i32(c.enter, 1)
+	c.enter = append(c.enter, 0x6a) // i32.add
+	c.enter = set(c.enter, depth)
+	c.enter = get(c.enter, depth)
+	c.enter = i32(c.enter, MaxDepth)
+	c.enter = append(c.enter, 0x4b, 0x04, 0x40, 0x00, 0x0b) // i32.gt_u; if; unreachable; end
+
+	// depth = depth - 1
+	c.leave = get(c.leave, depth)
+	c.leave = i32(c.leave, 1)
+	c.leave = append(c.leave, 0x6b) // i32.sub
+	c.leave = set(c.leave, depth)
+	return c
+}
+
 // emit writes the instrumented module.
 func (m *module) emit() ([]byte, error) {
-	if uint64(m.importedGlobals)+uint64(m.definedGlobals) >= math.MaxUint32 {
-		return nil, errors.New("global section: no global index left for the interrupt global")
+	const added = 3 // interrupt, countdown, depth
+	if uint64(m.importedGlobals)+uint64(m.definedGlobals)+added > math.MaxUint32 {
+		return nil, errors.New("global section: no global indices left for the instrumentation's globals")
 	}
-	globalIdx := m.importedGlobals + m.definedGlobals
-	check := append(append([]byte{0x23}, appendU32(nil, globalIdx)...), 0x04, 0x40, 0x00, 0x0b)
+	if uint64(len(m.types))+uint64(len(m.newTypes)) > math.MaxUint32 {
+		return nil, errors.New("type section: no type indices left for the wrapper blocks' types")
+	}
+	firstGlobal := m.importedGlobals + m.definedGlobals
+	c := newCode(firstGlobal)
 
-	codeSize, err := m.codeSize(len(check))
+	codeSize, err := m.codeSize(&c)
 	if err != nil {
 		return nil, err
 	}
@@ -477,7 +833,10 @@ func (m *module) emit() ([]byte, error) {
 		}
 		return at
 	}
-	globalAt, exportAt := -1, -1
+	typeAt, globalAt, exportAt := -1, -1, -1
+	if m.typ < 0 && len(m.newTypes) > 0 {
+		typeAt = insertAt(sectionRank[secType]) // cannot happen: types without a type section
+	}
 	if m.global < 0 {
 		globalAt = insertAt(sectionRank[secGlobal])
 	}
@@ -485,27 +844,32 @@ func (m *module) emit() ([]byte, error) {
 		exportAt = insertAt(sectionRank[secExport])
 	}
 
-	out := make([]byte, 0, len(m.in)+codeSize-m.codeSectionLen()+64)
+	out := make([]byte, 0, len(m.in)+codeSize-m.codeSectionLen()+128)
 	out = append(out, wasmHeader...)
 	for i := 0; i <= len(m.sections); i++ {
+		if i == typeAt {
+			out = m.appendTypeSection(out, section{id: secType, start: -1})
+		}
 		if i == globalAt {
 			out = m.appendGlobalSection(out, section{id: secGlobal, start: -1})
 		}
 		if i == exportAt {
-			out = m.appendExportSection(out, section{id: secExport, start: -1}, globalIdx)
+			out = m.appendExportSection(out, section{id: secExport, start: -1}, firstGlobal)
 		}
 		if i == len(m.sections) {
 			break
 		}
 		switch s := m.sections[i]; s.id {
+		case secType:
+			out = m.appendTypeSection(out, s)
 		case secStart:
 			// Dropped: the function is exported as StartExport instead.
 		case secGlobal:
 			out = m.appendGlobalSection(out, s)
 		case secExport:
-			out = m.appendExportSection(out, s, globalIdx)
+			out = m.appendExportSection(out, s, firstGlobal)
 		case secCode:
-			out = m.appendCodeSection(out, codeSize, check)
+			out = m.appendCodeSection(out, codeSize, &c)
 		default:
 			out = append(out, m.in[s.start:s.end]...)
 		}
@@ -545,16 +909,32 @@ func appendSection(out []byte, id byte, contents ...[]byte) []byte {
 	return out
 }
 
-func (m *module) appendGlobalSection(out []byte, s section) []byte {
-	count := appendU32(nil, m.definedGlobals+1)
-	return appendSection(out, secGlobal, count, m.rest(s), interruptGlobal)
+func (m *module) appendTypeSection(out []byte, s section) []byte {
+	if len(m.newTypes) == 0 {
+		return append(out, m.in[s.start:s.end]...)
+	}
+	var added []byte
+	for _, results := range m.newTypes {
+		added = append(added, 0x60, 0x00) // func, no parameters
+		added = appendU32(added, uint32(len(results)))
+		added = append(added, results...)
+	}
+	count := appendU32(nil, uint32(len(m.types)+len(m.newTypes)))
+	return appendSection(out, secType, count, m.rest(s), added)
 }
 
-func (m *module) appendExportSection(out []byte, s section, globalIdx uint32) []byte {
+func (m *module) appendGlobalSection(out []byte, s section) []byte {
+	count := appendU32(nil, m.definedGlobals+3)
+	return appendSection(out, secGlobal, count, m.rest(s), interruptGlobal, countdownGlobal, depthGlobal)
+}
+
+func (m *module) appendExportSection(out []byte, s section, firstGlobal uint32) []byte {
 	count := m.exportCount // zero when the section is being created
 	var added []byte
-	added = appendExport(added, InterruptExport, kindGlobal, globalIdx)
-	count++
+	added = appendExport(added, InterruptExport, kindGlobal, firstGlobal)
+	added = appendExport(added, CountdownExport, kindGlobal, firstGlobal+1)
+	added = appendExport(added, DepthExport, kindGlobal, firstGlobal+2)
+	count += 3
 	if m.hasStart {
 		added = appendExport(added, StartExport, kindFunc, m.startFunc)
 		count++
@@ -569,25 +949,42 @@ func appendExport(b []byte, name string, kind byte, idx uint32) []byte {
 	return appendU32(b, idx)
 }
 
-// newSize is the size of b once its checks are in.
-func (b body) newSize(checkLen int) int {
-	return b.end - b.start + (1+b.loops)*checkLen
+// newSize is the size of b once instrumented; edits are its edits.
+//
+// The output is the local declarations, enter and check, the wrapper's
+// block opcode and type, the instructions with the edits made (the
+// original final end closing the wrapper), then leave and a new final end.
+func (b body) newSize(c *code, edits []edit) int64 {
+	n := int64(b.end-b.start) + int64(len(c.enter)+len(c.check)) + 1 + int64(len(b.blockType)) + int64(len(c.leave)) + 1
+	for _, e := range edits {
+		switch e.kind {
+		case editLoop:
+			n += int64(len(c.check))
+		case editReturn:
+			n += int64(sizeU32(e.depth)) // return (1 byte) becomes br (1 byte) and the depth
+		case editTailCall:
+			n += int64(len(c.leave))
+		}
+	}
+	return n
 }
 
 // codeSize is the size of the new code section's contents.
-func (m *module) codeSize(checkLen int) (int, error) {
-	size := sizeU32(uint32(len(m.bodies)))
+func (m *module) codeSize(c *code) (int, error) {
+	size := int64(sizeU32(uint32(len(m.bodies))))
+	edits := m.edits
 	for i, b := range m.bodies {
-		n := b.newSize(checkLen)
-		if int64(n) > math.MaxUint32 {
+		n := b.newSize(c, edits[:b.edits])
+		edits = edits[b.edits:]
+		if n > math.MaxUint32 {
 			return 0, fmt.Errorf("code section: function %d: too large once instrumented", uint64(m.importedFuncs)+uint64(i))
 		}
-		size += sizeU32(uint32(n)) + n
+		size += int64(sizeU32(uint32(n))) + n
 	}
-	if int64(size) > math.MaxUint32 {
+	if size > math.MaxUint32 {
 		return 0, errors.New("code section: too large once instrumented")
 	}
-	return size, nil
+	return int(size), nil
 }
 
 // codeSectionLen is the size of the input's code section, header included.
@@ -599,27 +996,41 @@ func (m *module) codeSectionLen() int {
 	return s.end - s.start
 }
 
-// appendCodeSection copies the function bodies with a check after the local
-// declarations and one after each loop's block type. Everything between
-// insertion points is copied as is, so branch depths, immediates and any
-// non-minimal encodings are untouched.
-func (m *module) appendCodeSection(out []byte, size int, check []byte) []byte {
+// appendCodeSection copies the function bodies with the instrumentation
+// added. Everything between edits is copied as is, so branch depths,
+// immediates and any non-minimal encodings are untouched.
+func (m *module) appendCodeSection(out []byte, size int, c *code) []byte {
 	out = append(out, secCode)
 	out = appendU32(out, uint32(size))
 	out = appendU32(out, uint32(len(m.bodies)))
-	loops := m.loops
+	edits := m.edits
 	for _, b := range m.bodies {
-		out = appendU32(out, uint32(b.newSize(len(check))))
+		mine := edits[:b.edits]
+		edits = edits[b.edits:]
+		out = appendU32(out, uint32(b.newSize(c, mine)))
 		out = append(out, m.in[b.start:b.instr]...)
-		out = append(out, check...)
+		out = append(out, c.enter...)
+		out = append(out, c.check...)
+		out = append(out, 0x02) // block
+		out = append(out, b.blockType...)
 		prev := b.instr
-		for _, at := range loops[:b.loops] {
-			out = append(out, m.in[prev:at]...)
-			out = append(out, check...)
-			prev = at
+		for _, e := range mine {
+			out = append(out, m.in[prev:e.at]...)
+			prev = e.at
+			switch e.kind {
+			case editLoop:
+				out = append(out, c.check...)
+			case editReturn:
+				out = append(out, 0x0c) // br
+				out = appendU32(out, e.depth)
+				prev++ // past the return
+			case editTailCall:
+				out = append(out, c.leave...)
+			}
 		}
-		out = append(out, m.in[prev:b.end]...)
-		loops = loops[b.loops:]
+		out = append(out, m.in[prev:b.end]...) // up to the original final end, which closes the wrapper
+		out = append(out, c.leave...)
+		out = append(out, 0x0b)
 	}
 	return out
 }

@@ -2,13 +2,15 @@
 ;;
 ;; Built with: wat2wasm interrupt.wat -o interrupt.wasm
 (module
+  ;; The instrumentation needs a memory for its exits to Go.
+  (memory 1)
+
   ;; An infinite loop: only the check at the loop header can stop it.
   (func (export "spin")
     (loop $forever
       (br $forever)))
 
-  ;; Unbounded recursion without loops: stopped by the entry check, or by
-  ;; the runtime's stack limit, whichever comes first.
+  ;; Unbounded recursion without loops: stopped by the depth limit.
   (func $recurse (export "recurse") (param $n i32) (result i32)
     (i32.add
       (call $recurse (i32.add (local.get $n) (i32.const 1)))
@@ -24,4 +26,10 @@
         (i32.add
           (call $exptree (i32.sub (local.get $n) (i32.const 1)))
           (call $exptree (i32.sub (local.get $n) (i32.const 1)))))))
+
+  ;; Loops n times doing nothing else, for measuring what the checks and
+  ;; the exits to Go cost.
+  (func (export "count") (param $n i32)
+    (loop $l
+      (br_if $l (local.tee $n (i32.sub (local.get $n) (i32.const 1))))))
 )

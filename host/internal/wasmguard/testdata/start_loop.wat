@@ -3,6 +3,7 @@
 ;;
 ;; Built with: wat2wasm start_loop.wat -o start_loop.wasm
 (module
+  (memory 1)
   (global $ticks (mut i64) (i64.const 0))
   (func $init
     (loop $forever

@@ -30,4 +30,17 @@ func spin() {
 	}
 }
 
+// recurse recurses n calls deep in Go, for the depth limit tests.
+//
+//go:wasmexport recurse
+func recurse(n int32) int32 { return down(n) }
+
+//go:noinline
+func down(n int32) int32 {
+	if n <= 0 {
+		return 0
+	}
+	return down(n-1) + 1
+}
+
 func main() {}
