@@ -320,6 +320,9 @@ func (r *DecideResponse) CheckScope(req *DecideRequest) error {
 		if int(s.PrefixLen) > len(req.Object) {
 			return &FieldError{msgDecideResp, "prefix_len", s.PrefixLen, fmt.Sprintf("at most the object's length (%d)", len(req.Object))}
 		}
+		if s.PrefixLen == 0 {
+			return &FieldError{msgDecideResp, "prefix_len", 0, "at least 1 with a prefix scope"}
+		}
 		if n := int(s.PrefixLen); n < len(req.Object) && !IsSeparator(req.Object[n-1]) {
 			return &FieldError{msgDecideResp, "prefix_len", s.PrefixLen, `a prefix ending just after a '/' or '\' of the object, or the whole object`}
 		}

@@ -201,7 +201,7 @@ func (r *Runtime) Load(ctx context.Context, source string, wasm, config []byte) 
 	case errors.Is(err, abi.ErrNoMetadata):
 		return nil, bad("no %s custom section: annotate the module after building it (see sdk/go)", abi.MetadataSection)
 	case err != nil:
-		return nil, bad("%v", err)
+		return nil, fmt.Errorf("%s: %w: %w", source, ErrBadPlugin, err)
 	}
 	if len(config) > abi.MaxConfig {
 		return nil, bad("config of %d bytes exceeds the ABI limit of %d", len(config), abi.MaxConfig)

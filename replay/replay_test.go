@@ -270,3 +270,17 @@ func TestPIDReuse(t *testing.T) {
 		t.Fatalf("got %+v: a reused pid must not inherit the old process's zone", outs)
 	}
 }
+
+func TestTextEscapesControlCharacters(t *testing.T) {
+	trace := `{"event":"exist","pid":1,"exe":"/usr/bin/firefox"}
+{"event":"access","pid":1,"op":"file.write","path":"/etc/\u001b[2Jevil"}
+`
+	r := newRunner(t, host.Config{})
+	var b strings.Builder
+	if err := r.Run(ctx, strings.NewReader(trace), func(res *Result) error { return WriteText(&b, res) }); err != nil {
+		t.Fatal(err)
+	}
+	if strings.ContainsRune(b.String(), 0x1b) || !strings.Contains(b.String(), `/etc/\x1b[2Jevil`) {
+		t.Fatalf("control character reached the terminal output:\n%q", b.String())
+	}
+}

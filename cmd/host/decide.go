@@ -297,10 +297,10 @@ func writeExplanation(w io.Writer, res *replay.Result) error {
 	}
 	fmt.Fprintf(&b, "verdict:  %s (%s)\n", d.Verdict, enf)
 	p := d.Subject
-	fmt.Fprintf(&b, "request:  %s(%d) %s %s\n", p.BaseName(), p.ID.PID, res.Output().Op, res.Object)
+	fmt.Fprintf(&b, "request:  %s(%d) %s %s\n", replay.Printable(p.BaseName()), p.ID.PID, res.Output().Op, replay.Printable(res.Object))
 	fmt.Fprintf(&b, "zone:     %s\n", d.Zone)
-	fmt.Fprintf(&b, "rule:     %s\n", d.Rule)
-	fmt.Fprintf(&b, "reason:   %s\n", d.Reason)
+	fmt.Fprintf(&b, "rule:     %s\n", replay.Printable(d.Rule))
+	fmt.Fprintf(&b, "reason:   %s\n", replay.Printable(d.Reason))
 	plugin := d.Plugin
 	if plugin == "" {
 		plugin = "(none)"
@@ -328,15 +328,15 @@ func writeExplanation(w io.Writer, res *replay.Result) error {
 		fmt.Fprintf(&b, "scope:    %s, object %s, for %s\n", sc.Subject, obj, sc.TTL)
 	}
 	if res.Child != nil {
-		fmt.Fprintf(&b, "started:  %s(%d) in zone %s (rule %s: %s)\n", res.Child.BaseName(), res.Child.ID.PID, res.Child.Zone, res.Child.Rule, res.Child.Reason)
+		fmt.Fprintf(&b, "started:  %s(%d) in zone %s (rule %s: %s)\n", replay.Printable(res.Child.BaseName()), res.Child.ID.PID, res.Child.Zone, replay.Printable(res.Child.Rule), replay.Printable(res.Child.Reason))
 	}
 	b.WriteString("lineage:  the chain that set the zone, subject first\n")
 	for _, q := range p.Lineage() {
 		how := "inherited from its creator"
 		if q == p.Origin {
-			how = "rule " + q.Rule + ": " + q.Reason
+			how = "rule " + replay.Printable(q.Rule) + ": " + replay.Printable(q.Reason)
 		}
-		fmt.Fprintf(&b, "          %s(%d) [%s] %s\n", q.Exe, q.ID.PID, q.Zone, how)
+		fmt.Fprintf(&b, "          %s(%d) [%s] %s\n", replay.Printable(q.Exe), q.ID.PID, q.Zone, how)
 	}
 	fmt.Fprintf(&b, "ancestry: %s\n", replay.ChainString(p.Ancestry()))
 	_, err := io.WriteString(w, b.String())

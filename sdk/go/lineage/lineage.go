@@ -189,9 +189,10 @@ func (d *Dispatcher) Decide(buf []byte, n uint32) (rc int32) {
 	if err != nil {
 		return fail(buf, abi.ErrCodeInternal, err.Error())
 	}
-	// The answer must hold its own request: checking here turns a
-	// plugin bug into a clear internal error instead of a malformed
-	// answer the host would count towards quarantine.
+	// The answer must hold its own request: checking here reports the
+	// plugin bug by name ("answer: ... prefix_len ...") instead of leaving
+	// the host to find a malformed answer. Either way the decision gets the
+	// failure verdict and the failure counts towards quarantine.
 	if err := resp.CheckScope(&d.dreq); err != nil {
 		return fail(buf, abi.ErrCodeInternal, "answer: "+err.Error())
 	}
@@ -199,9 +200,9 @@ func (d *Dispatcher) Decide(buf []byte, n uint32) (rc int32) {
 	return d.reply(buf, func(b []byte) (int, error) { return resp.Encode(b, op) })
 }
 
-// recover turns a panic in plugin code into an internal error answer, so a
-// plugin bug costs one decision its failure verdict rather than the
-// instance.
+// recover turns a panic in plugin code into an internal error answer with
+// the panic's message, instead of a guest exit with none. The host treats
+// it like any failed call: failure verdict, instance discarded.
 func (d *Dispatcher) recover(buf []byte, rc *int32) {
 	if r := recover(); r != nil {
 		*rc = fail(buf, abi.ErrCodeInternal, fmt.Sprintf("panic: %v", r))
