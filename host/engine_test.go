@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -544,4 +545,21 @@ func containsAny(s, words string) bool {
 		}
 	}
 	return false
+}
+
+func TestCacheDirMustBePrivate(t *testing.T) {
+	dir := t.TempDir()
+	open := filepath.Join(dir, "open")
+	if err := os.Mkdir(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(open, 0o777)
+	if _, err := NewRuntime(ctx, RuntimeOptions{CacheDir: filepath.Join(open, "cache")}); err == nil || !strings.Contains(err.Error(), "writable by group or others") {
+		t.Fatalf("got %v, want a refusal of a world-writable parent", err)
+	}
+	rt, err := NewRuntime(ctx, RuntimeOptions{CacheDir: filepath.Join(dir, "cache")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt.Close(ctx)
 }

@@ -116,6 +116,9 @@ func NewRuntime(ctx context.Context, o RuntimeOptions) (*Runtime, error) {
 	}
 	cfg := wazero.NewRuntimeConfigCompiler().WithMemoryLimitPages(uint32(pages))
 	if o.CacheDir != "" {
+		if err := checkCacheDir(o.CacheDir); err != nil {
+			return nil, fmt.Errorf("compilation cache: %w", err)
+		}
 		cc, err := wazero.NewCompilationCacheWithDir(o.CacheDir)
 		if err != nil {
 			return nil, fmt.Errorf("compilation cache %s: %w", o.CacheDir, err)
@@ -138,7 +141,12 @@ func NewRuntime(ctx context.Context, o RuntimeOptions) (*Runtime, error) {
 	return &Runtime{rt: rt, wasi: wasi, limits: lim, log: log}, nil
 }
 
-// DefaultCacheDir is where commands keep compiled plugins.
+func parentDir(d string) string { return filepath.Dir(d) }
+
+// DefaultCacheDir is where commands keep compiled plugins. NewRuntime
+// refuses a cache folder, or a parent of it, that another user owns or
+// that group or others may write (sticky folders such as /tmp excepted):
+// the host runs the machine code it finds there.
 func DefaultCacheDir() string {
 	d, err := os.UserCacheDir()
 	if err != nil {
