@@ -30,6 +30,20 @@ func spin() {
 	}
 }
 
+// mix runs n rounds of xorshift: a loop that neither calls nor allocates,
+// for the benchmarks.
+//
+//go:wasmexport mix
+func mix(n int32) int32 {
+	x := uint32(2463534242)
+	for i := int32(0); i < n; i++ {
+		x ^= x << 13
+		x ^= x >> 17
+		x ^= x << 5
+	}
+	return int32(x)
+}
+
 // recurse recurses n calls deep in Go, for the depth limit tests.
 //
 //go:wasmexport recurse
