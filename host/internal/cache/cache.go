@@ -14,6 +14,7 @@ package cache
 
 import (
 	"hash/maphash"
+	"math/bits"
 	"sync"
 	"sync/atomic"
 
@@ -212,17 +213,26 @@ const maxPrefixProbes = 32
 // Prefix scopes may only end there (abi.IsSeparator), so the work depends
 // on the path's depth, not on how many prefix lengths the cache holds.
 func (c *Cache) findPrefix(gen uint64, sd abi.ScopeSubject, subj string, hs uint64, req *abi.DecideRequest, now int64) (*entry, uint64) {
-	bits := *c.plens.Load()
+	lens := *c.plens.Load()
 	obj := req.Object
 	var pos [maxPrefixProbes]int
 	np := 0
-	if hasBit(bits, len(obj)) {
-		pos[np], np = len(obj), 1
-	}
-	for i := len(obj) - 2; i >= 0 && np < maxPrefixProbes; i-- {
-		if abi.IsSeparator(obj[i]) && hasBit(bits, i+1) {
-			pos[np] = i + 1
-			np++
+	// Walk the lengths in use that fit the object, longest first, keeping
+	// those that end at a separator (or are the whole object). Usually a
+	// handful of bits; never more than the object's length.
+	for w := min(len(obj)>>6, len(lens)-1); w >= 0 && np < maxPrefixProbes; w-- {
+		word := lens[w]
+		if w == len(obj)>>6 {
+			word &= 1<<(uint(len(obj))&63+1) - 1 // lengths up to len(obj)
+		}
+		for word != 0 && np < maxPrefixProbes {
+			b := 63 - bits.LeadingZeros64(word)
+			word &^= 1 << b
+			n := w<<6 + b
+			if n > 0 && (n == len(obj) || abi.IsSeparator(obj[n-1])) {
+				pos[np] = n
+				np++
+			}
 		}
 	}
 	if np == 1 { // the common case: one candidate, hash it directly
@@ -247,7 +257,7 @@ func (c *Cache) findPrefix(gen uint64, sd abi.ScopeSubject, subj string, hs uint
 	return nil, 0
 }
 
-func hasBit(bits []uint64, n int) bool { return n>>6 < len(bits) && bits[n>>6]&(1<<(n&63)) != 0 }
+func hasBit(lens []uint64, n int) bool { return n>>6 < len(lens) && lens[n>>6]&(1<<(n&63)) != 0 }
 
 // getPrefix returns the live prefix-scope entry for prefix obj.
 func (c *Cache) getPrefix(h, gen uint64, sd abi.ScopeSubject, subj string, op abi.Op, fs abi.FSKind, obj string, now int64) *entry {
