@@ -9,6 +9,10 @@ package main
 // native code hardly notices, so native benchmarks alone can mislead.
 //
 //	go test -run '^$' -bench Wasm -count 6 ./plugins/zones
+//
+// To compare builds (say, before and after a change), set
+// ZONES_BENCH_WASM to a plugin built as in main.go; its answers are still
+// checked against the policy package in this tree.
 
 import (
 	"context"
@@ -43,6 +47,13 @@ func pluginForBench(b *testing.B) []byte {
 	b.Helper()
 	if testing.Short() {
 		b.Skip("builds the plugin with the go command")
+	}
+	if path := os.Getenv("ZONES_BENCH_WASM"); path != "" {
+		wasm, err := os.ReadFile(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return wasm
 	}
 	gocmd, err := exec.LookPath("go")
 	if err != nil {
