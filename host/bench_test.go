@@ -2,9 +2,9 @@ package host
 
 import (
 	"fmt"
+	"runtime"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"lineage.dev/lineage/abi"
 	"lineage.dev/lineage/plugins/builtin"
@@ -112,27 +112,30 @@ func BenchmarkClassify(b *testing.B) {
 }
 
 // BenchmarkDecideParallel reports decisions per second with two
-// concurrent callers: hits on a working set of 512 files each, and misses
-// (every caller gets its own plugin instance).
+// concurrent callers (GOMAXPROCS on the project's 2-core machines): hits on
+// a working set of 512 files each, and misses (each caller cycles through
+// twice the cache size of its own paths, and gets its own plugin instance).
 func BenchmarkDecideParallel(b *testing.B) {
 	for _, mode := range []string{"hit", "miss"} {
 		b.Run(mode, func(b *testing.B) {
 			e, sh := benchEngine(b)
-			var seq atomic.Int64
-			start := time.Now()
-			b.SetParallelism(1) // GOMAXPROCS callers: 2 on the project's machines
-			b.ReportAllocs()
-			b.RunParallel(func(pb *testing.PB) {
-				// Each caller cycles over its own paths: 512 stay cached;
-				// 2x the cache size never hit.
-				base := int(seq.Add(1)) << 20
-				paths := make([]string, 512)
-				if mode == "miss" {
-					paths = make([]string, 2*benchCache)
-				}
+			n := 512
+			if mode == "miss" {
+				n = 2 * benchCache
+			}
+			var sets [][]string
+			for g := 0; g < runtime.GOMAXPROCS(0); g++ {
+				paths := make([]string, n)
 				for i := range paths {
-					paths[i] = benchPath(base + i)
+					paths[i] = benchPath(g<<20 + i)
 				}
+				sets = append(sets, paths)
+			}
+			var next atomic.Int64
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				paths := sets[int(next.Add(1)-1)%len(sets)]
 				req := &Request{Subject: sh, DecideRequest: abi.DecideRequest{Op: abi.OpFileWrite}}
 				for i := 0; pb.Next(); i++ {
 					req.Object = paths[i%len(paths)]
@@ -142,7 +145,7 @@ func BenchmarkDecideParallel(b *testing.B) {
 					}
 				}
 			})
-			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "decisions/s")
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "decisions/s")
 		})
 	}
 }

@@ -1,11 +1,7 @@
 package policy
 
 import (
-	"math/bits"
-	"slices"
 	"strings"
-
-	"lineage.dev/lineage/abi"
 )
 
 // This file matches request objects against the configured lists and, with
@@ -21,24 +17,6 @@ import (
 // components are skipped, as the kernel would resolve them; ".." is not
 // resolved, because no prefix of a path can fix what "../" after it would
 // reach: objects must be canonical before they reach the host's cache.
-//
-// A need only matters up to the end of the component it falls in:
-// prefixScope rounds every need up to there (separator included), and
-// rounding up commutes with maxNeed and minNeed. So the matchers below
-// report an entry that differs anywhere inside a component as differing at
-// that component's end, which lets them reject an entry by comparing
-// lengths, and a whole list by one look at a mask. Only whether a need is
-// -1 must be exact, and it is.
-//
-// Decisions run on every cache miss, inside WebAssembly, where a function
-// call, a loop iteration, a taken branch or a copy of a large struct costs
-// several times what it costs natively. So the lists are compiled into
-// groups by root, each with a digest of its entries' first components;
-// pathObj finds an object's root and first component once per request, and
-// for most objects that decides every list at once (pathGroup.rejects and
-// pathGroup.sift). Only an object that shares a first component with some
-// deeper entry is split further (split), once, however many entries it is
-// matched against.
 
 // maxNeed combines the needs of two facts a decision depends on.
 func maxNeed(a, b int) int {
@@ -68,13 +46,14 @@ const (
 	synReg                 // separator \, ASCII case-insensitive, "." is a name
 )
 
-// seps are the separators of each syntax, twice where there is one, so
-// that sep needs no branch on the syntax.
-var seps = [...][2]byte{synLinux: {'/', '/'}, synWin: {'\\', '/'}, synReg: {'\\', '\\'}}
-
 func (s syntax) sep(b byte) bool {
-	t := &seps[s]
-	return b == t[0] || b == t[1]
+	switch s {
+	case synLinux:
+		return b == '/'
+	case synWin:
+		return b == '/' || b == '\\'
+	}
+	return b == '\\'
 }
 
 func (s syntax) fold(b byte) byte {
@@ -87,7 +66,7 @@ func (s syntax) fold(b byte) byte {
 // nextComp finds the next component of o at or after pos, skipping
 // separators and, for paths, "." components. ok is false when no complete
 // component is left: the end of o was reached, or only a trailing "." that
-// more bytes could turn into a name. compAt does the same, faster.
+// more bytes could turn into a name.
 func nextComp(o string, pos int, syn syntax) (s, e int, ok bool) {
 	for {
 		for pos < len(o) && syn.sep(o[pos]) {
@@ -110,39 +89,10 @@ func nextComp(o string, pos int, syn syntax) (s, e int, ok bool) {
 	}
 }
 
-// compAt is nextComp with a shortcut for the usual case, at most one
-// separator at pos and then a name that is not ".": it finds the name's end
-// with strings.IndexByte, which is a word-at-a-time loop in WebAssembly
-// too, where a byte-at-a-time loop costs about as much per byte as
-// IndexByte costs per component, and a call more than either.
-func compAt(o string, pos int, syn syntax) (s, e int, ok bool) {
-	t := &seps[syn]
-	s = pos
-	if s < len(o) && (o[s] == t[0] || o[s] == t[1]) {
-		s++
-	}
-	if s < len(o) && o[s] != t[0] && o[s] != t[1] {
-		e = len(o)
-		if i := strings.IndexByte(o[s:], t[0]); i >= 0 {
-			e = s + i
-		}
-		if t[1] != t[0] { // Windows paths usually use \, but / separates too
-			if i := strings.IndexByte(o[s:e], t[1]); i >= 0 {
-				e = s + i
-			}
-		}
-		if e-s != 1 || o[s] != '.' || syn == synReg {
-			return s, e, true
-		}
-	}
-	return nextComp(o, pos, syn)
-}
-
 // matchComps reports whether the components of o from byte off on start
 // with comps (already folded; "*" matches any one component when wild), so
-// that o is the folder comps names or lies under it, and the exact need
-// that fixes this outcome. split.match does the same for many entries
-// without rescanning o, and uses this only beyond the components it keeps.
+// that o is the folder comps names or lies under it, and the need that
+// fixes this outcome.
 func matchComps(o string, off int, syn syntax, comps []string, wild bool) (bool, int) {
 	if len(comps) == 0 {
 		return true, 0 // the root: fixed by whatever fixed the root
@@ -176,32 +126,6 @@ func matchComps(o string, off int, syn syntax, comps []string, wild bool) (bool,
 		return true, pos + 1 // include the separator that ends the match
 	}
 	return true, -1 // "/usr" is in /usr/, but "/usrx" is not
-}
-
-// hasPrefixFold reports whether the list text pc (folded unless syn is
-// case-sensitive) starts with the object text c.
-func hasPrefixFold(pc, c string, syn syntax) bool {
-	if len(c) > len(pc) {
-		return false
-	}
-	pc = pc[:len(c)]
-	if syn == synLinux {
-		return pc == c
-	}
-	for j := range len(c) {
-		if lower(c[j]) != pc[j] {
-			return false
-		}
-	}
-	return true
-}
-
-// sameComp reports whether the object's component c is an entry's
-// component, pc folded and ex as configured. Objects mostly spell names as
-// the config does, so c is compared with ex first, word by word, and
-// folded only if that fails.
-func sameComp(c, pc, ex string, syn syntax) bool {
-	return c == ex || syn != synLinux && len(c) == len(pc) && hasPrefixFold(pc, c, syn)
 }
 
 // rootKind is the kind of absolute path an object is.
@@ -251,375 +175,18 @@ func isWindowsPath(p string) bool {
 	return len(p) >= 2 && (isLetter(p[0]) && p[1] == ':' || p[0] == '\\' && synWin.sep(p[1]))
 }
 
-// rootSlots counts the roots a pathList groups its entries by: Linux, UNC
-// and each drive letter.
-const rootSlots = 2 + 26
-
-// rootSlot is the group of a root; drive is folded.
-func rootSlot(k rootKind, drive byte) int {
-	switch k {
-	case rootLinux:
-		return 0
-	case rootUNC:
-		return 1
-	}
-	return 2 + int(drive-'a')
-}
-
-// pathObj is a request's path or registry key as every decision on it
-// needs it, found once per request: the path's root and the need that
-// fixes the root, and the first component, o[s0:e0], where e0 is 0 if
-// there is none (a component is never empty).
-type pathObj struct {
-	o      string
-	kind   rootKind // of a path
-	syn    syntax
-	slot   int // the path's root's group in a pathList
-	need   int // fixes the root
-	s0, e0 int
-	// cut is e0+1 when the first component is complete and more of the
-	// object follows it, else -2. Then an entry with another first
-	// component differs from the object right there, with need cut: the
-	// first component and its separator.
-	cut int
-}
-
-// parse sets f to path o's facts. It is false for paths no decision can
-// judge.
-func (f *pathObj) parse(o string) bool {
-	k, drive, off, need := rootLinux, byte(0), 1, 1
-	if len(o) == 0 || o[0] != '/' { // Linux paths without a call
-		if k, drive, off, need = pathRoot(o); k == rootNone {
-			return false
-		}
-	}
-	syn := k.syntax()
-	f.o, f.syn, f.kind, f.slot, f.need = o, syn, k, rootSlot(k, drive), need
-	f.first(compAt(o, off, syn))
-	return true
-}
-
-// first records the first component, as compAt found it.
-func (f *pathObj) first(s, e int, ok bool) {
-	f.s0, f.e0, f.cut = s, e, -2 // equal to no need
-	if ok && e < len(f.o) {
-		f.cut = e + 1
-	}
-}
-
-// scope claims the objects that share the first need bytes.
-func (f *pathObj) scope(need int) abi.Scope {
-	if need != f.cut {
-		return prefixScope(f.o, need, f.syn)
-	}
-	// The usual need, which prefixScope would return as it is.
-	return abi.Scope{Object: abi.ObjectPrefix, PrefixLen: uint32(need)}
-}
-
-// maxSplit is how many leading components of an object a split keeps.
-// Entries deeper than that (the defaults go five deep) are matched beyond
-// it by rescanning the object with matchComps.
-const maxSplit = 8
-
-// split is an object's leading components, found once and on demand for
-// every entry it is matched against. Comparing an entry with it then costs
-// a length comparison per component, not a scan of the object, and a
-// component no entry reaches is never scanned.
-type split struct {
-	o    string
-	syn  syntax
-	n    int  // components found so far: o[s[k]:e[k]] for k < n
-	pos  int  // where the next component is looked for
-	done bool // no complete component is left after the n found
-	s, e [maxSplit]int
-}
-
-// init starts sp on the object whose first component f found already.
-func (sp *split) init(f *pathObj) {
-	sp.o, sp.syn = f.o, f.syn
-	if f.e0 == 0 {
-		sp.done = true // nextComp found nothing, and never will
-		return
-	}
-	sp.s[0], sp.e[0], sp.n, sp.pos = f.s0, f.e0, 1, f.e0
-}
-
-// next finds component n, if there is one. The caller ensures
-// n < maxSplit.
-func (sp *split) next() bool {
-	if sp.done {
-		return false
-	}
-	s, e, ok := compAt(sp.o, sp.pos, sp.syn)
-	if !ok {
-		sp.done = true
-		return false
-	}
-	sp.s[sp.n], sp.e[sp.n] = s, e
-	sp.n++
-	sp.pos = e
-	return true
-}
-
-// match is matchComps for the object sp splits and the entry s, with the
-// need rounded up to the end of the component that decided the outcome
-// (see the top of this file). The first from components are known to
-// match already.
-func (sp *split) match(spec *pathSpec, from int, wild bool) (bool, int) {
-	comps := spec.comps
-	if len(comps) == 0 {
-		return true, 0 // the root: fixed by whatever fixed the root
-	}
-	end := 0 // of the last component compared
-	if from > 0 {
-		end = sp.e[from-1]
-	}
-	if from == 1 && spec.tail != "" {
-		// The object spells the rest as the config does: a match, with
-		// nothing more to split.
-		if t := end + len(spec.tail); strings.HasPrefix(sp.o[end:], spec.tail) && (t == len(sp.o) || sp.syn.sep(sp.o[t])) {
-			if t < len(sp.o) {
-				return true, t + 1
-			}
-			return true, -1
-		}
-	}
-	for k := from; k < len(comps); k++ {
-		if k == sp.n {
-			if k == maxSplit {
-				return matchComps(sp.o, end, sp.syn, comps[k:], wild)
-			}
-			if !sp.next() {
-				return false, -1 // o may still grow into a match
-			}
-		}
-		pc, s, e := comps[k], sp.s[k], sp.e[k]
-		end = e
-		if wild && pc == "*" {
-			continue
-		}
-		if c := sp.o[s:e]; !sameComp(c, pc, spec.exact[k], sp.syn) {
-			if e < len(sp.o) {
-				return false, e + 1 // the component is complete and not pc
-			}
-			if len(c) < len(pc) && hasPrefixFold(pc, c, sp.syn) {
-				return false, -1 // the last component may still grow into pc
-			}
-			return false, e
-		}
-	}
-	if end < len(sp.o) {
-		return true, end + 1 // include the separator that ends the match
-	}
-	return true, -1 // "/usr" is in /usr/, but "/usrx" is not
-}
-
-// pathSpec is a compiled system-space prefix, private-folder pattern or
-// protected registry key.
+// pathSpec is a compiled system-space prefix or private-folder pattern.
 type pathSpec struct {
-	raw   string   // as configured, for reasons
-	index int      // in the config list, for reasons
-	slot  int      // of its root, for a path
-	comps []string // folded unless case-sensitive; "*" is a wildcard in patterns
-	exact []string // comps as configured
-	// tail is exact[1:] joined by the syntax's separator, as objects
-	// usually spell what follows the first component, or "" if there is
-	// nothing to follow or a "*" among it.
-	tail string
+	raw   string // as configured, for reasons
+	root  rootKind
+	drive byte
+	comps []string // folded for Windows; "*" is a wildcard in patterns
 }
 
-// tailOf is pathSpec.tail for exact components.
-func tailOf(exact []string, syn syntax, wild bool) string {
-	if len(exact) < 2 || wild && slices.Contains(exact[1:], "*") {
-		return ""
-	}
-	sep := string(seps[syn][0])
-	return sep + strings.Join(exact[1:], sep)
-}
-
-// pathList is system_space or private_folders compiled for matching. An
-// object can lie only under entries with its own root; when the roots
-// differ, the root need (part of every decision) fixes the mismatch.
-type pathList struct {
-	groups [rootSlots]pathGroup
-}
-
-func (l *pathList) add(s pathSpec) { l.groups[s.slot].add(s) }
-
-// pathGroup holds the entries that share a root, in config order, and the
-// same entries by first component.
-type pathGroup struct {
-	specs []pathSpec
-	// firsts are the entries' distinct first components, shortest first,
-	// indexed by length in firstLens.
-	firsts    []firstComp
-	firstLens lenIndex
-	// open: some entry is the root itself or starts with "*", so an
-	// object may lie under it whatever its first component is.
-	open bool
-}
-
-// firstComp is a first component that some of a group's entries share.
-type firstComp struct {
-	name  string     // folded unless case-sensitive
-	exact string     // as the first of the entries spells it
-	specs []pathSpec // those entries, in config order
-	alone bool       // one of them is the component alone, like /usr/
-}
-
-func (g *pathGroup) add(s pathSpec) {
-	g.specs = append(g.specs, s)
-	if len(s.comps) == 0 || s.comps[0] == "*" {
-		g.open = true
-		return
-	}
-	named := func(fc firstComp) bool { return fc.name == s.comps[0] }
-	if !slices.ContainsFunc(g.firsts, named) {
-		g.firsts = append(g.firsts, firstComp{name: s.comps[0], exact: s.exact[0]})
-		slices.SortStableFunc(g.firsts, func(a, b firstComp) int { return lenBucket(a.name) - lenBucket(b.name) })
-		g.firstLens.build(len(g.firsts), func(i int) string { return g.firsts[i].name })
-	}
-	fc := &g.firsts[slices.IndexFunc(g.firsts, named)]
-	fc.specs = append(fc.specs, s)
-	fc.alone = fc.alone || len(s.comps) == 1
-}
-
-// lenIndex indexes a list of names ordered by lenBucket, so that finding a
-// name compares it only with the names as long as it: most lists hold
-// names of many lengths, and most names looked up match none.
-type lenIndex struct {
-	lens uint64 // bit lenBucket(name) for each name
-	ends []int  // ends[r]: where the names of the r-th bucket present end
-}
-
-// lenBucket is a name's length, with all names of 63 bytes or more
-// sharing a bucket.
-func lenBucket(name string) int { return min(len(name), 63) }
-
-func (x *lenIndex) build(n int, name func(int) string) {
-	x.lens, x.ends = 0, x.ends[:0]
-	for i := range n {
-		b := lenBucket(name(i))
-		x.lens |= 1 << b
-		if i+1 == n || lenBucket(name(i+1)) != b {
-			x.ends = append(x.ends, i+1)
-		}
-	}
-}
-
-// has reports whether some name is as long as n bytes (or, from 63 on,
-// as long as some other name of 63 bytes or more).
-func (x *lenIndex) has(n int) bool { return x.lens&(1<<min(n, 63)) != 0 }
-
-// span returns where the names in n's bucket are in the list.
-func (x *lenIndex) span(n int) (lo, hi int) {
-	bit := uint64(1) << min(n, 63)
-	if x.lens&bit == 0 {
-		return 0, 0
-	}
-	r := bits.OnesCount64(x.lens & (bit - 1)) // buckets present below n's
-	if r > 0 {
-		lo = x.ends[r-1]
-	}
-	return lo, x.ends[r]
-}
-
-// Most objects share no first component with any entry of a list, and
-// most of the others share it with entries that are that component alone.
-// The methods below decide those from the first component that pathObj
-// found, without splitting the object further. They rely on this: when
-// f.cut > 0, an entry with another first component differs from the object
-// right there, with need f.cut, and every entry with the object's first
-// component has at least that need (it is decided at that component or
-// deeper) or -1. So the entries with another first component neither
-// match nor raise the need, and can be left out.
-
-// rejects reports whether the object lies under none of g's entries
-// because g is empty or no entry's first component is as long as the
-// object's, and the need that fixes this. It is small enough to inline, so
-// that most objects are decided without a call.
-func (g *pathGroup) rejects(f *pathObj) (int, bool) {
-	if len(g.specs) == 0 {
-		return 0, true
-	}
-	if f.cut > 0 && !g.open && !g.firstLens.has(f.e0-f.s0) {
-		return f.cut, true
-	}
-	return 0, false
-}
-
-// sift returns the entries that start with the object's first component,
-// or nil. It is meaningful only if f.cut > 0.
-func (g *pathGroup) sift(f *pathObj) *firstComp {
-	c := f.o[f.s0:f.e0]
-	c0 := f.syn.fold(c[0])
-	for lo, hi := g.firstLens.span(len(c)); lo < hi; lo++ {
-		// The first byte tells most names of a length apart.
-		if fc := &g.firsts[lo]; fc.name[0] == c0 && sameComp(c, fc.name, fc.exact, f.syn) {
-			return fc
-		}
-	}
-	return nil
-}
-
-// within reports whether the object lies under any of g's entries (no
-// wildcards), and the need that fixes this: the weakest need of a match
-// that stays a match, else the strongest of all the misses.
-func (g *pathGroup) within(f *pathObj) (bool, int) {
-	specs, from := g.specs, 0
-	if f.cut > 0 && !g.open {
-		fc := g.sift(f)
-		switch {
-		case fc == nil:
-			return false, f.cut // every entry differs in the first component
-		case fc.alone:
-			return true, f.cut // the weakest match: nothing is weaker
-		}
-		specs, from = fc.specs, 1
-	}
-	var sp split
-	sp.init(f)
-	found, best, need := false, -1, 0
-	for i := range specs {
-		ok, n := sp.match(&specs[i], from, false)
-		switch {
-		case ok && !found:
-			found, best = true, n
-		case ok:
-			best = minNeed(best, n)
-		default:
-			need = maxNeed(need, n)
-		}
-	}
-	if found {
-		return true, best
-	}
-	return false, need
-}
-
-// firstUnder returns the config index of the first of g's entries that
-// the object lies under, or -1, and the need that fixes which one it is.
-// With wild, "*" in an entry matches any one component.
-func (g *pathGroup) firstUnder(f *pathObj, wild bool) (int, int) {
-	specs, from := g.specs, 0
-	if f.cut > 0 && !g.open {
-		fc := g.sift(f)
-		if fc == nil {
-			return -1, f.cut // every entry differs in the first component
-		}
-		specs, from = fc.specs, 1
-	}
-	var sp split
-	sp.init(f)
-	need := 0
-	for i := range specs {
-		ok, n := sp.match(&specs[i], from, wild)
-		need = maxNeed(need, n)
-		if ok {
-			return specs[i].index, need
-		}
-	}
-	return -1, need
+// sameRoot reports whether o's root can match s; when it cannot, the root
+// need (already part of every decision) fixes the mismatch.
+func (s *pathSpec) sameRoot(k rootKind, drive byte) bool {
+	return s.root == k && (k != rootDrive || s.drive == drive)
 }
 
 // parsePathSpec compiles one system_space (wild false) or private_folders
@@ -636,7 +203,7 @@ func parsePathSpec(raw string, wild bool) (pathSpec, string) {
 	}
 	syn := k.syntax()
 	rest := raw[off:]
-	var comps, exact []string
+	var comps []string
 	for len(rest) > 0 {
 		i := 0
 		for i < len(rest) && !syn.sep(rest[i]) {
@@ -653,7 +220,6 @@ func parsePathSpec(raw string, wild bool) (pathSpec, string) {
 		case strings.Contains(c, "*") && c != "*":
 			return pathSpec{}, "has * inside a component (want * alone as a whole component, as in /home/*/.ssh/)"
 		}
-		exact = append(exact, c)
 		if syn == synWin {
 			c = lowerString(c)
 		}
@@ -666,68 +232,38 @@ func parsePathSpec(raw string, wild bool) (pathSpec, string) {
 	if k == rootUNC && (len(comps) == 0 || comps[0] == "*") {
 		return pathSpec{}, `names no server (want \\server\share\...)`
 	}
-	return pathSpec{raw: raw, slot: rootSlot(k, drive), comps: comps, exact: exact, tail: tailOf(exact, syn, wild)}, ""
+	return pathSpec{raw: raw, root: k, drive: drive, comps: comps}, ""
 }
 
-// hive is a registry hive as the protected list names it.
-type hive uint8
-
+// Registry hives as the protected list names them.
 const (
-	hiveHKLM hive = iota
-	hiveHKCU
+	hiveHKLM = "hklm"
+	hiveHKCU = "hkcu"
 )
 
 // regRoot says where a request's key lands in canonical terms: hive and
-// the folded subkeys the request's hive token stands for. id indexes the
-// protected entries compiled for that root (regList).
+// the folded subkeys the request's hive token stands for.
 type regRoot struct {
-	id   int
-	hive hive
+	hive string
 	base []string
 }
 
-// regRoots are every root a key can land in.
-var regRoots = [...]regRoot{
-	{0, hiveHKLM, nil},
-	{1, hiveHKCU, nil},
-	{2, hiveHKCU, []string{"software", "classes"}},
-	{3, hiveHKLM, []string{"software", "classes"}},
-	{4, hiveHKLM, []string{"system", "currentcontrolset", "hardware profiles", "current"}},
-}
-
 var (
-	rootsHKLM    = regRoots[0:1]
-	rootsHKCU    = regRoots[1:2]
-	rootsClasses = regRoots[2:3]
+	classesBase  = []string{"software", "classes"}
+	rootsHKLM    = []regRoot{{hiveHKLM, nil}}
+	rootsHKCU    = []regRoot{{hiveHKCU, nil}}
+	rootsClasses = []regRoot{{hiveHKCU, classesBase}}
 	// HKCR is a merged view of both Classes trees; a write lands in one of
 	// them, so a key there is protected when either is.
-	rootsHKCR = []regRoot{regRoots[3], regRoots[2]}
-	rootsHKCC = regRoots[4:5]
+	rootsHKCR = []regRoot{{hiveHKLM, classesBase}, {hiveHKCU, classesBase}}
+	rootsHKCC = []regRoot{{hiveHKLM, []string{"system", "currentcontrolset", "hardware profiles", "current"}}}
 )
 
-// regEntry is a parsed protected_registry entry.
+// regEntry is a compiled protected_registry entry.
 type regEntry struct {
 	raw   string
-	hive  hive
+	hive  string
 	comps []string // folded
-	exact []string // as configured
-}
-
-// regList is protected_registry compiled for matching: for each root, the
-// entries that concern it in config order, relative to the root. An entry
-// of the other hive, or beside the root (HKLM\SYSTEM for HKLM's Classes),
-// can never match a key there, and costs nothing; one that covers the
-// whole root has no components left.
-type regList [len(regRoots)]pathGroup
-
-func (l *regList) add(en regEntry, index int) {
-	for _, r := range regRoots {
-		n := min(len(r.base), len(en.comps))
-		if en.hive != r.hive || !slices.Equal(en.comps[:n], r.base[:n]) {
-			continue
-		}
-		l[r.id].add(pathSpec{raw: en.raw, index: index, comps: en.comps[n:], exact: en.exact[n:], tail: tailOf(en.exact[n:], synReg, false)})
-	}
 }
 
 // parseHive finds which canonical roots key's hive token stands for, where
@@ -737,17 +273,17 @@ func (l *regList) add(en regEntry, index int) {
 // <sid>_Classes for its Classes), HKCR, HKCC and the kernel's \REGISTRY\
 // names. ok is false for anything else.
 func parseHive(key string) (roots []regRoot, off, need int, ok bool) {
-	s, e, ok := compAt(key, 0, synReg)
+	s, e, ok := nextComp(key, 0, synReg)
 	if !ok {
 		return nil, 0, -1, false
 	}
 	tok := key[s:e]
 	user := false // a SID component follows
 	switch {
-	case equalFold(tok, "hkcu"), equalFold(tok, "hkey_current_user"):
-		roots = rootsHKCU
 	case equalFold(tok, "hklm"), equalFold(tok, "hkey_local_machine"):
 		roots = rootsHKLM
+	case equalFold(tok, "hkcu"), equalFold(tok, "hkey_current_user"):
+		roots = rootsHKCU
 	case equalFold(tok, "hkcr"), equalFold(tok, "hkey_classes_root"):
 		roots = rootsHKCR
 	case equalFold(tok, "hkcc"), equalFold(tok, "hkey_current_config"):
@@ -755,7 +291,7 @@ func parseHive(key string) (roots []regRoot, off, need int, ok bool) {
 	case equalFold(tok, "hku"), equalFold(tok, "hkey_users"):
 		user = true
 	case equalFold(tok, "registry"):
-		s, e, ok = compAt(key, e, synReg)
+		s, e, ok = nextComp(key, e, synReg)
 		switch {
 		case !ok:
 			return nil, 0, -1, false
@@ -770,7 +306,7 @@ func parseHive(key string) (roots []regRoot, off, need int, ok bool) {
 		return nil, 0, -1, false
 	}
 	if user {
-		s, e, ok = compAt(key, e, synReg)
+		s, e, ok = nextComp(key, e, synReg)
 		if !ok {
 			return nil, 0, -1, false
 		}
@@ -787,29 +323,46 @@ func parseHive(key string) (roots []regRoot, off, need int, ok bool) {
 	return roots, e, -1, true // "HKLM" could still become "HKLMX"
 }
 
+// matchEntry matches a protected entry against a key under root r.
+func matchEntry(key string, off int, r regRoot, en *regEntry) (bool, int) {
+	if en.hive != r.hive {
+		return false, 0
+	}
+	n := min(len(r.base), len(en.comps))
+	for j := 0; j < n; j++ {
+		if r.base[j] != en.comps[j] {
+			return false, 0 // the entry lies beside this root
+		}
+	}
+	if len(en.comps) <= len(r.base) {
+		return true, 0 // the entry covers the whole root
+	}
+	return matchComps(key, off, synReg, en.comps[len(r.base):], false)
+}
+
 // parseRegEntry compiles one protected_registry entry.
 func parseRegEntry(raw string) (regEntry, string) {
 	tok, rest, _ := strings.Cut(raw, `\`)
-	var h hive
+	var hive string
 	switch {
 	case equalFold(tok, "hklm"), equalFold(tok, "hkey_local_machine"):
-		h = hiveHKLM
+		hive = hiveHKLM
 	case equalFold(tok, "hkcu"), equalFold(tok, "hkey_current_user"):
-		h = hiveHKCU
+		hive = hiveHKCU
 	default:
 		return regEntry{}, `does not start with HKLM\ or HKCU\ (or HKEY_LOCAL_MACHINE\, HKEY_CURRENT_USER\)`
 	}
-	var comps, exact []string
+	var comps []string
 	for rest != "" {
 		c, after, found := strings.Cut(rest, `\`)
 		if c == "" {
 			return regEntry{}, "has an empty key name (a doubled backslash)"
 		}
-		comps, exact = append(comps, lowerString(c)), append(exact, c)
+		comps = append(comps, lowerString(c))
 		if !found {
 			break
 		}
 		rest = after
 	}
-	return regEntry{raw: raw, hive: h, comps: comps, exact: exact}, ""
+	return regEntry{raw: raw, hive: hive, comps: comps}, ""
 }

@@ -12,7 +12,6 @@ package policy
 
 import (
 	"fmt"
-	"slices"
 
 	"lineage.dev/lineage/abi"
 )
@@ -133,8 +132,7 @@ func (z zone) String() string {
 
 // app is a compiled guarded_apps entry.
 type app struct {
-	name  string
-	first byte // name[0], folded
+	name string
 	// exe: a Windows name (ending in .exe), compared ignoring case even
 	// when the path does not look like a Windows path.
 	exe bool
@@ -142,11 +140,10 @@ type app struct {
 
 // Policy is a compiled Config. Build it with New.
 type Policy struct {
-	sys      pathList
-	priv     pathList
-	apps     []app // ordered by lenBucket, indexed in appLens
-	appLens  lenIndex
-	reg      regList
+	sys      []pathSpec
+	priv     []pathSpec
+	apps     []app
+	reg      []regEntry
 	tcp, udp portSet
 	allowTTL uint32
 	denyTTL  uint32
@@ -174,8 +171,7 @@ func New(c Config) (*Policy, error) {
 		if msg != "" {
 			return nil, cfgErr(key, "%q %s", s, msg)
 		}
-		spec.index = i
-		p.sys.add(spec)
+		p.sys = append(p.sys, spec)
 	}
 	for i, s := range c.PrivateFolders {
 		key := fmt.Sprintf("private_folders[%d]", i)
@@ -186,8 +182,7 @@ func New(c Config) (*Policy, error) {
 		if msg != "" {
 			return nil, cfgErr(key, "%q %s", s, msg)
 		}
-		spec.index = i
-		p.priv.add(spec)
+		p.priv = append(p.priv, spec)
 		p.privReason[0] = append(p.privReason[0], clip("guarded processes may not read or write private folders ("+s+")", abi.MaxReason))
 		p.privReason[1] = append(p.privReason[1], clip("untrusted processes may not read or write private folders ("+s+")", abi.MaxReason))
 	}
@@ -205,7 +200,7 @@ func New(c Config) (*Policy, error) {
 			return nil, cfgErr(key, "%q has a wildcard * (want a plain base name)", s)
 		}
 		exe := len(s) > 4 && equalFold(s[len(s)-4:], ".exe")
-		p.apps = append(p.apps, app{name: s, first: lower(s[0]), exe: exe})
+		p.apps = append(p.apps, app{name: s, exe: exe})
 	}
 	for i, s := range c.ProtectedRegistry {
 		key := fmt.Sprintf("protected_registry[%d]", i)
@@ -216,11 +211,9 @@ func New(c Config) (*Policy, error) {
 		if msg != "" {
 			return nil, cfgErr(key, "%q %s", s, msg)
 		}
-		p.reg.add(en, i)
+		p.reg = append(p.reg, en)
 		p.regReason = append(p.regReason, clip("guarded processes may not write protected registry keys ("+s+")", abi.MaxReason))
 	}
-	slices.SortStableFunc(p.apps, func(a, b app) int { return lenBucket(a.name) - lenBucket(b.name) })
-	p.appLens.build(len(p.apps), func(i int) string { return p.apps[i].name })
 	for _, l := range []struct {
 		key   string
 		ports []uint16
@@ -328,7 +321,7 @@ func prefixScope(o string, need int, syn syntax) abi.Scope {
 		return exactScope
 	}
 	n := need
-	if n == 0 || !syn.sep(o[n-1]) { // most needs end with a separator already
+	if n == 0 || !syn.sep(o[n-1]) {
 		for n < len(o) && !syn.sep(o[n]) {
 			n++
 		}
@@ -369,63 +362,87 @@ func (p *Policy) invalid(req *abi.DecideRequest, z zone, reason string) abi.Deci
 // "; guarded because ancestor OUTLOOK.EXE is a guarded app". It allocates
 // once; allows, the common case, never come here.
 func withOrigin(reason string, z zone, stateStr string) string {
-	st, _ := parseState(stateStr) // a state that is not ours records no origin
-	return originNote(reason, z, st)
+	zn := ZoneGuarded
+	why := " is a guarded app"
+	if z == zoneUntrusted {
+		zn = ZoneUntrusted
+		why = " runs from outside system space"
+	}
+	st, ok := parseState(stateStr)
+	if !ok || st.origin == "" {
+		return clip(reason+"; "+zn+reasonOriginUnrecorded, abi.MaxReason)
+	}
+	anc, unk := "", ""
+	if st.inherited {
+		anc = "ancestor "
+	}
+	if st.unknown {
+		unk = " (its own ancestry is unknown: it predates the host)"
+	}
+	return clip(reason+"; "+zn+" because "+anc+st.origin+why+unk, abi.MaxReason)
 }
 
-// originNote is withOrigin for a state already parsed.
-func originNote(reason string, z zone, st state) string {
-	i := zi(z)
-	if st.origin == "" {
-		return clip(reason+noteUnrecorded[i], abi.MaxReason)
-	}
-	return clip(reason+noteBecause[i][b2i(st.inherited)]+st.origin+noteWhy[i][b2i(st.unknown)], abi.MaxReason)
+// pathFacts resolves what every path decision needs first: the root, and
+// the need that fixes it. ok is false for objects no decision can judge.
+type pathFacts struct {
+	kind  rootKind
+	drive byte
+	off   int
+	need  int
 }
 
-// The fixed parts of origin notes, [guarded, untrusted], so that a note
-// concatenates four strings rather than eight.
-var (
-	noteUnrecorded = [2]string{"; " + ZoneGuarded + reasonOriginUnrecorded, "; " + ZoneUntrusted + reasonOriginUnrecorded}
-	noteBecause    = [2][2]string{ // [zone][inherited]
-		{"; " + ZoneGuarded + " because ", "; " + ZoneGuarded + " because ancestor "},
-		{"; " + ZoneUntrusted + " because ", "; " + ZoneUntrusted + " because ancestor "},
-	}
-	noteWhy = [2][2]string{ // [zone][unknown]
-		{" is a guarded app", " is a guarded app" + noteUnknownAncestry},
-		{" runs from outside system space", " runs from outside system space" + noteUnknownAncestry},
-	}
-)
-
-const noteUnknownAncestry = " (its own ancestry is unknown: it predates the host)"
-
-func b2i(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
+func rootFacts(o string) (pathFacts, bool) {
+	k, drive, off, need := pathRoot(o)
+	return pathFacts{k, drive, off, need}, k != rootNone
 }
 
-// inSystem reports whether the path lies in system space. Network and
-// removable filesystems and UNC paths never do, wherever they are mounted.
-func (p *Policy) inSystem(f *pathObj, fs abi.FSKind) (bool, int) {
+// inSystem reports whether o lies in system space. Network and removable
+// filesystems and UNC paths never do, wherever they are mounted.
+func (p *Policy) inSystem(o string, fs abi.FSKind, f pathFacts) (bool, int) {
 	if fs != abi.FSLocal || f.kind == rootUNC {
 		return false, 0 // fixed by the filesystem kind and the root
 	}
-	g := &p.sys.groups[f.slot]
-	if n, ok := g.rejects(f); ok {
-		return false, n
+	found, best, need := false, -1, 0
+	syn := f.kind.syntax()
+	for i := range p.sys {
+		s := &p.sys[i]
+		if !s.sameRoot(f.kind, f.drive) {
+			continue
+		}
+		ok, n := matchComps(o, f.off, syn, s.comps, false)
+		switch {
+		case ok && !found:
+			found, best = true, n
+		case ok:
+			// Any one match that stays a match keeps o in system space.
+			best = minNeed(best, n)
+		default:
+			need = maxNeed(need, n)
+		}
 	}
-	return g.within(f)
+	if found {
+		return true, best
+	}
+	return false, need
 }
 
-// private returns the config index of the first private-folder pattern
-// the path lies in, or -1, and the need that fixes which one it is.
-func (p *Policy) private(f *pathObj) (int, int) {
-	g := &p.priv.groups[f.slot]
-	if n, ok := g.rejects(f); ok {
-		return -1, n
+// private returns the index of the first private-folder pattern o lies in,
+// or -1, and the need that fixes which one it is.
+func (p *Policy) private(o string, f pathFacts) (int, int) {
+	need := 0
+	syn := f.kind.syntax()
+	for i := range p.priv {
+		s := &p.priv[i]
+		if !s.sameRoot(f.kind, f.drive) {
+			continue
+		}
+		ok, n := matchComps(o, f.off, syn, s.comps, true)
+		need = maxNeed(need, n)
+		if ok {
+			return i, need
+		}
 	}
-	return g.firstUnder(f, true)
+	return -1, need
 }
 
 // zi indexes per-zone reason tables: 0 guarded, 1 untrusted.
@@ -437,86 +454,94 @@ func zi(z zone) int {
 }
 
 func (p *Policy) exec(req *abi.DecideRequest, z zone) abi.DecideResponse {
-	var f pathObj
-	if !f.parse(req.Object) {
+	o := req.Object
+	f, ok := rootFacts(o)
+	if !ok {
 		return p.invalid(req, z, reasonInvalidPath)
 	}
-	sys, n := p.inSystem(&f, req.FS)
+	syn := f.kind.syntax()
+	sys, n := p.inSystem(o, req.FS, f)
 	need := maxNeed(f.need, n)
 	switch {
 	case !sys:
-		return p.deny(req, z, RuleExecZeroTrust, reasonZeroTrust, f.scope(need))
+		return p.deny(req, z, RuleExecZeroTrust, reasonZeroTrust, prefixScope(o, need, syn))
 	case z == zoneSystem:
-		return p.allow(RuleAllowSystemSpace, reasonExecSystem, f.scope(need))
+		return p.allow(RuleAllowSystemSpace, reasonExecSystem, prefixScope(o, need, syn))
 	case z == zoneUntrusted:
-		return p.deny(req, z, RuleExecUntrusted, reasonExecUntrusted, f.scope(need))
+		return p.deny(req, z, RuleExecUntrusted, reasonExecUntrusted, prefixScope(o, need, syn))
 	}
 	// Starting a program reads it; a private folder inside system space
 	// stays private.
-	i, n := p.private(&f)
+	i, n := p.private(o, f)
 	need = maxNeed(need, n)
 	if i >= 0 {
-		return p.deny(req, z, RuleFilePrivate, p.privReason[zi(z)][i], f.scope(need))
+		return p.deny(req, z, RuleFilePrivate, p.privReason[zi(z)][i], prefixScope(o, need, syn))
 	}
-	return p.allow(RuleAllowSystemSpace, reasonExecGuarded, f.scope(need))
+	return p.allow(RuleAllowSystemSpace, reasonExecGuarded, prefixScope(o, need, syn))
 }
 
 func (p *Policy) codeLoad(req *abi.DecideRequest, z zone) abi.DecideResponse {
 	if z == zoneUntrusted {
 		return p.deny(req, z, RuleCodeUntrusted, reasonCodeUntrusted, anyScope)
 	}
-	var f pathObj
-	if !f.parse(req.Object) {
+	o := req.Object
+	f, ok := rootFacts(o)
+	if !ok {
 		return p.invalid(req, z, reasonInvalidPath)
 	}
-	sys, n := p.inSystem(&f, req.FS)
+	syn := f.kind.syntax()
+	sys, n := p.inSystem(o, req.FS, f)
 	need := maxNeed(f.need, n)
 	if !sys {
-		return p.deny(req, z, RuleCodeUserSpace, reasonCodeUserSpace, f.scope(need))
+		return p.deny(req, z, RuleCodeUserSpace, reasonCodeUserSpace, prefixScope(o, need, syn))
 	}
-	i, n := p.private(&f)
+	i, n := p.private(o, f)
 	need = maxNeed(need, n)
 	if i >= 0 {
-		return p.deny(req, z, RuleFilePrivate, p.privReason[zi(z)][i], f.scope(need))
+		return p.deny(req, z, RuleFilePrivate, p.privReason[zi(z)][i], prefixScope(o, need, syn))
 	}
-	return p.allow(RuleAllowSystemSpace, reasonCodeGuarded, f.scope(need))
+	return p.allow(RuleAllowSystemSpace, reasonCodeGuarded, prefixScope(o, need, syn))
 }
 
 func (p *Policy) fileRead(req *abi.DecideRequest, z zone) abi.DecideResponse {
-	var f pathObj
-	if !f.parse(req.Object) {
+	o := req.Object
+	f, ok := rootFacts(o)
+	if !ok {
 		return p.invalid(req, z, reasonInvalidPath)
 	}
-	i, n := p.private(&f)
+	syn := f.kind.syntax()
+	i, n := p.private(o, f)
 	need := maxNeed(f.need, n)
 	if i >= 0 {
-		return p.deny(req, z, RuleFilePrivate, p.privReason[zi(z)][i], f.scope(need))
+		return p.deny(req, z, RuleFilePrivate, p.privReason[zi(z)][i], prefixScope(o, need, syn))
 	}
 	if z == zoneUntrusted {
-		return p.allow(RuleAllowRead, reasonReadUntrusted, f.scope(need))
+		return p.allow(RuleAllowRead, reasonReadUntrusted, prefixScope(o, need, syn))
 	}
-	return p.allow(RuleAllowRead, reasonReadGuarded, f.scope(need))
+	return p.allow(RuleAllowRead, reasonReadGuarded, prefixScope(o, need, syn))
 }
 
 func (p *Policy) fileWrite(req *abi.DecideRequest, z zone) abi.DecideResponse {
 	if z == zoneUntrusted {
 		return p.deny(req, z, RuleFileUntrustedWrite, reasonUntrustedWrite, anyScope)
 	}
-	var f pathObj
-	if !f.parse(req.Object) {
+	o := req.Object
+	f, ok := rootFacts(o)
+	if !ok {
 		return p.invalid(req, z, reasonInvalidPath)
 	}
-	i, n := p.private(&f)
+	syn := f.kind.syntax()
+	i, n := p.private(o, f)
 	need := maxNeed(f.need, n)
 	if i >= 0 {
-		return p.deny(req, z, RuleFilePrivate, p.privReason[zi(z)][i], f.scope(need))
+		return p.deny(req, z, RuleFilePrivate, p.privReason[zi(z)][i], prefixScope(o, need, syn))
 	}
-	sys, n := p.inSystem(&f, req.FS)
+	sys, n := p.inSystem(o, req.FS, f)
 	need = maxNeed(need, n)
 	if sys {
-		return p.deny(req, z, RuleFileSystemWrite, reasonSystemWrite, f.scope(need))
+		return p.deny(req, z, RuleFileSystemWrite, reasonSystemWrite, prefixScope(o, need, syn))
 	}
-	return p.allow(RuleAllowUserSpace, reasonUserSpaceWrite, f.scope(need))
+	return p.allow(RuleAllowUserSpace, reasonUserSpaceWrite, prefixScope(o, need, syn))
 }
 
 func (p *Policy) registryWrite(req *abi.DecideRequest, z zone) abi.DecideResponse {
@@ -528,21 +553,17 @@ func (p *Policy) registryWrite(req *abi.DecideRequest, z zone) abi.DecideRespons
 	if !ok {
 		return p.invalid(req, z, reasonInvalidKey)
 	}
-	f := pathObj{o: key, syn: synReg}
-	f.first(compAt(key, off, synReg))
 	// First match in root order, then config order, names the entry.
 	for _, r := range roots {
-		g := &p.reg[r.id]
-		i, n := -1, 0
-		if n, ok = g.rejects(&f); !ok {
-			i, n = g.firstUnder(&f, false)
-		}
-		need = maxNeed(need, n)
-		if i >= 0 {
-			return p.deny(req, z, RuleRegistryProtected, p.regReason[i], f.scope(need))
+		for i := range p.reg {
+			ok, n := matchEntry(key, off, r, &p.reg[i])
+			need = maxNeed(need, n)
+			if ok {
+				return p.deny(req, z, RuleRegistryProtected, p.regReason[i], prefixScope(key, need, synReg))
+			}
 		}
 	}
-	return p.allow(RuleAllowRegistry, reasonRegGuarded, f.scope(need))
+	return p.allow(RuleAllowRegistry, reasonRegGuarded, prefixScope(key, need, synReg))
 }
 
 func (p *Policy) netTraffic(req *abi.DecideRequest, z zone) abi.DecideResponse {
