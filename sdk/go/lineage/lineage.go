@@ -144,6 +144,10 @@ func (d *Dispatcher) Init(buf []byte, n uint32) (rc int32) {
 			return fail(buf, abi.ErrCodeConfig, err.Error())
 		}
 	}
+	// Allocate the answer buffer now, not during the first decision.
+	if d.scratch == nil {
+		d.scratch = make([]byte, abi.MaxMessage)
+	}
 	d.ready = true
 	return 0
 }
