@@ -33,14 +33,16 @@ func (p *Policy) Classify(req *abi.ClassifyRequest) abi.ClassifyResponse {
 	if unknown {
 		note = noteUnknown
 	}
-	name := sanitize(baseName(req.Exe), maxOrigin)
-	if p.guardedApp(baseName(req.Exe), isWindowsPath(req.Exe)) {
-		return classified(ZoneGuarded, 0, state{unknown: unknown, origin: name}, RuleZoneGuardedApp, name+" is a guarded app"+note)
+	base := baseName(req.Exe)
+	if p.guardedApp(base, isWindowsPath(req.Exe)) {
+		name := sanitize(base, maxOrigin)
+		return classified(ZoneGuarded, 0, state{unknown: unknown, origin: name}.encode(), RuleZoneGuardedApp, name+" is a guarded app"+note)
 	}
-	f, ok := rootFacts(req.Exe)
+	var f pathObj
+	ok := f.parse(req.Exe)
 	if ok {
-		if sys, _ := p.inSystem(req.Exe, req.FS, f); sys {
-			return classified(ZoneSystem, 0, state{unknown: unknown}, RuleZoneSystemSpace, "the executable lies in system space"+note)
+		if sys, _ := p.inSystem(&f, req.FS); sys {
+			return classified(ZoneSystem, 0, state{unknown: unknown}.encode(), RuleZoneSystemSpace, "the executable lies in system space"+note)
 		}
 	}
 	var where string
@@ -54,7 +56,7 @@ func (p *Policy) Classify(req *abi.ClassifyRequest) abi.ClassifyResponse {
 	default:
 		where = "the executable lies in user space, outside system space"
 	}
-	return classified(ZoneUntrusted, 0, state{unknown: unknown, origin: name}, RuleZoneUserSpace, where+note)
+	return classified(ZoneUntrusted, 0, state{unknown: unknown, origin: sanitize(base, maxOrigin)}.encode(), RuleZoneUserSpace, where+note)
 }
 
 // inherit classifies a process created by (or, in place, previously
@@ -74,12 +76,12 @@ func (p *Policy) inherit(req *abi.ClassifyRequest, z zone) abi.ClassifyResponse 
 	if req.InPlace() {
 		how = "replaced its image while " + z.String()
 	}
-	return classified(z.String(), abi.FlagInherited, st, RuleZoneInherited, withOrigin(how, z, st.encode()))
+	return classified(z.String(), abi.FlagInherited, st.encode(), RuleZoneInherited, originNote(how, z, st))
 }
 
-func classified(zone string, flags uint8, st state, rule, reason string) abi.ClassifyResponse {
+func classified(zone string, flags uint8, st string, rule, reason string) abi.ClassifyResponse {
 	return abi.ClassifyResponse{
-		Classified: true, Flags: flags, Zone: zone, State: st.encode(),
+		Classified: true, Flags: flags, Zone: zone, State: st,
 		Rule: rule, Reason: clip(reason, abi.MaxReason),
 	}
 }
@@ -88,7 +90,11 @@ func classified(zone string, flags uint8, st state, rule, reason string) abi.Cla
 // ignoring case: names of executables with a Windows path, and entries
 // that end in .exe.
 func (p *Policy) guardedApp(name string, win bool) bool {
-	for _, a := range p.apps {
+	for lo, hi := p.appLens.span(len(name)); lo < hi; lo++ {
+		a := &p.apps[lo]
+		if len(a.name) != len(name) || a.first != lower(name[0]) {
+			continue
+		}
 		if a.exe || win {
 			if equalFold(name, a.name) {
 				return true

@@ -12,6 +12,7 @@ package policy
 
 import (
 	"fmt"
+	"slices"
 
 	"lineage.dev/lineage/abi"
 )
@@ -132,7 +133,8 @@ func (z zone) String() string {
 
 // app is a compiled guarded_apps entry.
 type app struct {
-	name string
+	name  string
+	first byte // name[0], folded
 	// exe: a Windows name (ending in .exe), compared ignoring case even
 	// when the path does not look like a Windows path.
 	exe bool
@@ -140,10 +142,11 @@ type app struct {
 
 // Policy is a compiled Config. Build it with New.
 type Policy struct {
-	sys      []pathSpec
-	priv     []pathSpec
-	apps     []app
-	reg      []regEntry
+	sys      pathList
+	priv     pathList
+	apps     []app // ordered by lenBucket, indexed in appLens
+	appLens  lenIndex
+	reg      pathList // by registry root
 	tcp, udp portSet
 	allowTTL uint32
 	denyTTL  uint32
@@ -162,6 +165,17 @@ type Policy struct {
 // expected, and wrap ErrConfig.
 func New(c Config) (*Policy, error) {
 	p := &Policy{allowTTL: c.AllowTTLMillis, denyTTL: c.DenyTTLMillis}
+	// Sized up front, so that New leaves little garbage: a plugin
+	// instance's memory grows with its heap, and the host copies the
+	// memory on every growth.
+	p.sys.specs = make([]pathSpec, 0, len(c.SystemSpace))
+	p.priv.specs = make([]pathSpec, 0, len(c.PrivateFolders))
+	p.reg.specs = make([]pathSpec, 0, 2*len(c.ProtectedRegistry))
+	p.apps = make([]app, 0, len(c.GuardedApps))
+	p.regReason = make([]string, 0, len(c.ProtectedRegistry))
+	for z := range p.privReason {
+		p.privReason[z] = make([]string, 0, len(c.PrivateFolders))
+	}
 	for i, s := range c.SystemSpace {
 		key := fmt.Sprintf("system_space[%d]", i)
 		if err := checkText(key, s); err != nil {
@@ -171,7 +185,8 @@ func New(c Config) (*Policy, error) {
 		if msg != "" {
 			return nil, cfgErr(key, "%q %s", s, msg)
 		}
-		p.sys = append(p.sys, spec)
+		spec.index = int32(i)
+		p.sys.add(spec)
 	}
 	for i, s := range c.PrivateFolders {
 		key := fmt.Sprintf("private_folders[%d]", i)
@@ -182,7 +197,8 @@ func New(c Config) (*Policy, error) {
 		if msg != "" {
 			return nil, cfgErr(key, "%q %s", s, msg)
 		}
-		p.priv = append(p.priv, spec)
+		spec.index = int32(i)
+		p.priv.add(spec)
 		p.privReason[0] = append(p.privReason[0], clip("guarded processes may not read or write private folders ("+s+")", abi.MaxReason))
 		p.privReason[1] = append(p.privReason[1], clip("untrusted processes may not read or write private folders ("+s+")", abi.MaxReason))
 	}
@@ -200,7 +216,7 @@ func New(c Config) (*Policy, error) {
 			return nil, cfgErr(key, "%q has a wildcard * (want a plain base name)", s)
 		}
 		exe := len(s) > 4 && equalFold(s[len(s)-4:], ".exe")
-		p.apps = append(p.apps, app{name: s, exe: exe})
+		p.apps = append(p.apps, app{name: s, first: lower(s[0]), exe: exe})
 	}
 	for i, s := range c.ProtectedRegistry {
 		key := fmt.Sprintf("protected_registry[%d]", i)
@@ -211,9 +227,14 @@ func New(c Config) (*Policy, error) {
 		if msg != "" {
 			return nil, cfgErr(key, "%q %s", s, msg)
 		}
-		p.reg = append(p.reg, en)
+		p.reg.addReg(en, i)
 		p.regReason = append(p.regReason, clip("guarded processes may not write protected registry keys ("+s+")", abi.MaxReason))
 	}
+	p.sys.build()
+	p.priv.build()
+	p.reg.build()
+	slices.SortStableFunc(p.apps, func(a, b app) int { return lenBucket(len(a.name)) - lenBucket(len(b.name)) })
+	p.appLens.build(len(p.apps), func(i int) int { return len(p.apps[i].name) })
 	for _, l := range []struct {
 		key   string
 		ports []uint16
@@ -321,7 +342,7 @@ func prefixScope(o string, need int, syn syntax) abi.Scope {
 		return exactScope
 	}
 	n := need
-	if n == 0 || !syn.sep(o[n-1]) {
+	if n == 0 || !syn.sep(o[n-1]) { // most needs end with a separator already
 		for n < len(o) && !syn.sep(o[n]) {
 			n++
 		}
@@ -362,87 +383,63 @@ func (p *Policy) invalid(req *abi.DecideRequest, z zone, reason string) abi.Deci
 // "; guarded because ancestor OUTLOOK.EXE is a guarded app". It allocates
 // once; allows, the common case, never come here.
 func withOrigin(reason string, z zone, stateStr string) string {
-	zn := ZoneGuarded
-	why := " is a guarded app"
-	if z == zoneUntrusted {
-		zn = ZoneUntrusted
-		why = " runs from outside system space"
-	}
-	st, ok := parseState(stateStr)
-	if !ok || st.origin == "" {
-		return clip(reason+"; "+zn+reasonOriginUnrecorded, abi.MaxReason)
-	}
-	anc, unk := "", ""
-	if st.inherited {
-		anc = "ancestor "
-	}
-	if st.unknown {
-		unk = " (its own ancestry is unknown: it predates the host)"
-	}
-	return clip(reason+"; "+zn+" because "+anc+st.origin+why+unk, abi.MaxReason)
+	st, _ := parseState(stateStr) // a state that is not ours records no origin
+	return originNote(reason, z, st)
 }
 
-// pathFacts resolves what every path decision needs first: the root, and
-// the need that fixes it. ok is false for objects no decision can judge.
-type pathFacts struct {
-	kind  rootKind
-	drive byte
-	off   int
-	need  int
+// originNote is withOrigin for a state already parsed.
+func originNote(reason string, z zone, st state) string {
+	i := zi(z)
+	if st.origin == "" {
+		return clip(reason+noteUnrecorded[i], abi.MaxReason)
+	}
+	return clip(reason+noteBecause[i][b2i(st.inherited)]+st.origin+noteWhy[i][b2i(st.unknown)], abi.MaxReason)
 }
 
-func rootFacts(o string) (pathFacts, bool) {
-	k, drive, off, need := pathRoot(o)
-	return pathFacts{k, drive, off, need}, k != rootNone
+// The fixed parts of origin notes, [guarded, untrusted], so that a note
+// concatenates four strings rather than eight.
+var (
+	noteUnrecorded = [2]string{"; " + ZoneGuarded + reasonOriginUnrecorded, "; " + ZoneUntrusted + reasonOriginUnrecorded}
+	noteBecause    = [2][2]string{ // [zone][inherited]
+		{"; " + ZoneGuarded + " because ", "; " + ZoneGuarded + " because ancestor "},
+		{"; " + ZoneUntrusted + " because ", "; " + ZoneUntrusted + " because ancestor "},
+	}
+	noteWhy = [2][2]string{ // [zone][unknown]
+		{" is a guarded app", " is a guarded app" + noteUnknownAncestry},
+		{" runs from outside system space", " runs from outside system space" + noteUnknownAncestry},
+	}
+)
+
+const noteUnknownAncestry = " (its own ancestry is unknown: it predates the host)"
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
-// inSystem reports whether o lies in system space. Network and removable
-// filesystems and UNC paths never do, wherever they are mounted.
-func (p *Policy) inSystem(o string, fs abi.FSKind, f pathFacts) (bool, int) {
+// inSystem reports whether the path lies in system space. Network and
+// removable filesystems and UNC paths never do, wherever they are mounted.
+func (p *Policy) inSystem(f *pathObj, fs abi.FSKind) (bool, int) {
 	if fs != abi.FSLocal || f.kind == rootUNC {
 		return false, 0 // fixed by the filesystem kind and the root
 	}
-	found, best, need := false, -1, 0
-	syn := f.kind.syntax()
-	for i := range p.sys {
-		s := &p.sys[i]
-		if !s.sameRoot(f.kind, f.drive) {
-			continue
-		}
-		ok, n := matchComps(o, f.off, syn, s.comps, false)
-		switch {
-		case ok && !found:
-			found, best = true, n
-		case ok:
-			// Any one match that stays a match keeps o in system space.
-			best = minNeed(best, n)
-		default:
-			need = maxNeed(need, n)
-		}
+	g := p.sys.group(f.slot)
+	if n, ok := g.rejects(f); ok {
+		return false, n
 	}
-	if found {
-		return true, best
-	}
-	return false, need
+	return g.within(f)
 }
 
-// private returns the index of the first private-folder pattern o lies in,
-// or -1, and the need that fixes which one it is.
-func (p *Policy) private(o string, f pathFacts) (int, int) {
-	need := 0
-	syn := f.kind.syntax()
-	for i := range p.priv {
-		s := &p.priv[i]
-		if !s.sameRoot(f.kind, f.drive) {
-			continue
-		}
-		ok, n := matchComps(o, f.off, syn, s.comps, true)
-		need = maxNeed(need, n)
-		if ok {
-			return i, need
-		}
+// private returns the config index of the first private-folder pattern
+// the path lies in, or -1, and the need that fixes which one it is.
+func (p *Policy) private(f *pathObj) (int, int) {
+	g := p.priv.group(f.slot)
+	if n, ok := g.rejects(f); ok {
+		return -1, n
 	}
-	return -1, need
+	return g.firstUnder(f, true)
 }
 
 // zi indexes per-zone reason tables: 0 guarded, 1 untrusted.
@@ -454,94 +451,86 @@ func zi(z zone) int {
 }
 
 func (p *Policy) exec(req *abi.DecideRequest, z zone) abi.DecideResponse {
-	o := req.Object
-	f, ok := rootFacts(o)
-	if !ok {
+	var f pathObj
+	if !f.parse(req.Object) {
 		return p.invalid(req, z, reasonInvalidPath)
 	}
-	syn := f.kind.syntax()
-	sys, n := p.inSystem(o, req.FS, f)
+	sys, n := p.inSystem(&f, req.FS)
 	need := maxNeed(f.need, n)
 	switch {
 	case !sys:
-		return p.deny(req, z, RuleExecZeroTrust, reasonZeroTrust, prefixScope(o, need, syn))
+		return p.deny(req, z, RuleExecZeroTrust, reasonZeroTrust, f.scope(need))
 	case z == zoneSystem:
-		return p.allow(RuleAllowSystemSpace, reasonExecSystem, prefixScope(o, need, syn))
+		return p.allow(RuleAllowSystemSpace, reasonExecSystem, f.scope(need))
 	case z == zoneUntrusted:
-		return p.deny(req, z, RuleExecUntrusted, reasonExecUntrusted, prefixScope(o, need, syn))
+		return p.deny(req, z, RuleExecUntrusted, reasonExecUntrusted, f.scope(need))
 	}
 	// Starting a program reads it; a private folder inside system space
 	// stays private.
-	i, n := p.private(o, f)
+	i, n := p.private(&f)
 	need = maxNeed(need, n)
 	if i >= 0 {
-		return p.deny(req, z, RuleFilePrivate, p.privReason[zi(z)][i], prefixScope(o, need, syn))
+		return p.deny(req, z, RuleFilePrivate, p.privReason[zi(z)][i], f.scope(need))
 	}
-	return p.allow(RuleAllowSystemSpace, reasonExecGuarded, prefixScope(o, need, syn))
+	return p.allow(RuleAllowSystemSpace, reasonExecGuarded, f.scope(need))
 }
 
 func (p *Policy) codeLoad(req *abi.DecideRequest, z zone) abi.DecideResponse {
 	if z == zoneUntrusted {
 		return p.deny(req, z, RuleCodeUntrusted, reasonCodeUntrusted, anyScope)
 	}
-	o := req.Object
-	f, ok := rootFacts(o)
-	if !ok {
+	var f pathObj
+	if !f.parse(req.Object) {
 		return p.invalid(req, z, reasonInvalidPath)
 	}
-	syn := f.kind.syntax()
-	sys, n := p.inSystem(o, req.FS, f)
+	sys, n := p.inSystem(&f, req.FS)
 	need := maxNeed(f.need, n)
 	if !sys {
-		return p.deny(req, z, RuleCodeUserSpace, reasonCodeUserSpace, prefixScope(o, need, syn))
+		return p.deny(req, z, RuleCodeUserSpace, reasonCodeUserSpace, f.scope(need))
 	}
-	i, n := p.private(o, f)
+	i, n := p.private(&f)
 	need = maxNeed(need, n)
 	if i >= 0 {
-		return p.deny(req, z, RuleFilePrivate, p.privReason[zi(z)][i], prefixScope(o, need, syn))
+		return p.deny(req, z, RuleFilePrivate, p.privReason[zi(z)][i], f.scope(need))
 	}
-	return p.allow(RuleAllowSystemSpace, reasonCodeGuarded, prefixScope(o, need, syn))
+	return p.allow(RuleAllowSystemSpace, reasonCodeGuarded, f.scope(need))
 }
 
 func (p *Policy) fileRead(req *abi.DecideRequest, z zone) abi.DecideResponse {
-	o := req.Object
-	f, ok := rootFacts(o)
-	if !ok {
+	var f pathObj
+	if !f.parse(req.Object) {
 		return p.invalid(req, z, reasonInvalidPath)
 	}
-	syn := f.kind.syntax()
-	i, n := p.private(o, f)
+	i, n := p.private(&f)
 	need := maxNeed(f.need, n)
 	if i >= 0 {
-		return p.deny(req, z, RuleFilePrivate, p.privReason[zi(z)][i], prefixScope(o, need, syn))
+		return p.deny(req, z, RuleFilePrivate, p.privReason[zi(z)][i], f.scope(need))
 	}
 	if z == zoneUntrusted {
-		return p.allow(RuleAllowRead, reasonReadUntrusted, prefixScope(o, need, syn))
+		return p.allow(RuleAllowRead, reasonReadUntrusted, f.scope(need))
 	}
-	return p.allow(RuleAllowRead, reasonReadGuarded, prefixScope(o, need, syn))
+	return p.allow(RuleAllowRead, reasonReadGuarded, f.scope(need))
 }
 
 func (p *Policy) fileWrite(req *abi.DecideRequest, z zone) abi.DecideResponse {
 	if z == zoneUntrusted {
 		return p.deny(req, z, RuleFileUntrustedWrite, reasonUntrustedWrite, anyScope)
 	}
-	o := req.Object
-	f, ok := rootFacts(o)
-	if !ok {
+	var f pathObj
+	if !f.parse(req.Object) {
 		return p.invalid(req, z, reasonInvalidPath)
 	}
-	syn := f.kind.syntax()
-	i, n := p.private(o, f)
+	i, n := p.private(&f)
 	need := maxNeed(f.need, n)
 	if i >= 0 {
-		return p.deny(req, z, RuleFilePrivate, p.privReason[zi(z)][i], prefixScope(o, need, syn))
+		return p.deny(req, z, RuleFilePrivate, p.privReason[zi(z)][i], f.scope(need))
 	}
-	sys, n := p.inSystem(o, req.FS, f)
+	sys, n := p.inSystem(&f, req.FS)
 	need = maxNeed(need, n)
 	if sys {
-		return p.deny(req, z, RuleFileSystemWrite, reasonSystemWrite, prefixScope(o, need, syn))
+		return p.deny(req, z, RuleFileSystemWrite, reasonSystemWrite, f.scope(need))
 	}
-	return p.allow(RuleAllowUserSpace, reasonUserSpaceWrite, prefixScope(o, need, syn))
+	return p.allow(RuleAllowUserSpace, reasonUserSpaceWrite, f.scope(need))
 }
 
 func (p *Policy) registryWrite(req *abi.DecideRequest, z zone) abi.DecideResponse {
@@ -553,17 +542,21 @@ func (p *Policy) registryWrite(req *abi.DecideRequest, z zone) abi.DecideRespons
 	if !ok {
 		return p.invalid(req, z, reasonInvalidKey)
 	}
+	f := pathObj{o: key, syn: synReg}
+	f.first(compAt(key, off, synReg))
 	// First match in root order, then config order, names the entry.
 	for _, r := range roots {
-		for i := range p.reg {
-			ok, n := matchEntry(key, off, r, &p.reg[i])
-			need = maxNeed(need, n)
-			if ok {
-				return p.deny(req, z, RuleRegistryProtected, p.regReason[i], prefixScope(key, need, synReg))
-			}
+		g := p.reg.group(r.id)
+		i, n := -1, 0
+		if n, ok = g.rejects(&f); !ok {
+			i, n = g.firstUnder(&f, false)
+		}
+		need = maxNeed(need, n)
+		if i >= 0 {
+			return p.deny(req, z, RuleRegistryProtected, p.regReason[i], f.scope(need))
 		}
 	}
-	return p.allow(RuleAllowRegistry, reasonRegGuarded, prefixScope(key, need, synReg))
+	return p.allow(RuleAllowRegistry, reasonRegGuarded, f.scope(need))
 }
 
 func (p *Policy) netTraffic(req *abi.DecideRequest, z zone) abi.DecideResponse {

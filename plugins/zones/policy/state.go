@@ -22,17 +22,11 @@ func (s state) encode() string {
 	if s == (state{}) {
 		return ""
 	}
-	flags := ""
-	switch {
-	case s.inherited && s.unknown:
-		flags = "iu"
-	case s.inherited:
-		flags = "i"
-	case s.unknown:
-		flags = "u"
-	}
-	return "1" + flags + ":" + s.origin
+	return statePrefix[b2i(s.inherited)][b2i(s.unknown)] + s.origin
 }
+
+// statePrefix is the version and the flags, [inherited][unknown].
+var statePrefix = [2][2]string{{"1:", "1u:"}, {"1i:", "1iu:"}}
 
 // parseState decodes s without allocating. It accepts exactly what encode
 // produces, so a state that parses re-encodes to itself; anything else

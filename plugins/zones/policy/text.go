@@ -25,7 +25,11 @@ func badRune(r rune) bool {
 // clean reports whether s is valid UTF-8 without bad runes, i.e. whether
 // sanitize(s, len(s)) would return s unchanged. It does not allocate.
 func clean(s string) bool {
-	for i := 0; i < len(s); {
+	i := 0
+	for i < len(s) && 0x20 <= s[i] && s[i] < 0x7f { // printable ASCII, without decoding
+		i++
+	}
+	for i < len(s) {
 		r, n := utf8.DecodeRuneInString(s[i:])
 		if r == utf8.RuneError && n == 1 || badRune(r) {
 			return false
@@ -84,13 +88,20 @@ func baseName(p string) string {
 
 // lower folds ASCII letters; the policy's case-insensitivity (Windows paths,
 // registry keys, names) is ASCII-only, which is what folding by byte allows
-// without allocating.
-func lower(b byte) byte {
-	if 'A' <= b && b <= 'Z' {
-		return b + 'a' - 'A'
+// without allocating. It looks the byte up rather than testing it, because
+// it runs in the loops that compare names, and branches are dear there in
+// WebAssembly.
+func lower(b byte) byte { return lowerTab[b] }
+
+var lowerTab = func() (t [256]byte) {
+	for i := range t {
+		t[i] = byte(i)
+		if 'A' <= i && i <= 'Z' {
+			t[i] += 'a' - 'A'
+		}
 	}
-	return b
-}
+	return t
+}()
 
 // equalFold compares s and t ignoring ASCII case.
 func equalFold(s, t string) bool {
