@@ -76,8 +76,8 @@ func (p *Process) Lineage() []*Process {
 	var chain []*Process
 	for q := p; q != nil; q = q.Creator {
 		chain = append(chain, q)
-		if q == p.Origin || q.ID == p.Origin.ID && q.Exe == p.Origin.Exe {
-			break // the origin itself, or the truncated copy of it
+		if q == p.Origin {
+			break // a truncated copy ends the walk by having no creator
 		}
 	}
 	return chain

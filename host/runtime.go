@@ -404,12 +404,12 @@ func (p *Plugin) newInstance(ctx context.Context) (inst *instance, err error) {
 	start := time.Now()
 	left := func() time.Duration { return p.lim.InitDeadline - time.Since(start) }
 	if p.hadStart {
-		if err := inst.callVoid(ctx, mod.ExportedFunction(wasmguard.StartExport), left()); err != nil {
+		if err := callErr(inst.call(ctx, mod.ExportedFunction(wasmguard.StartExport), nil, left())); err != nil {
 			return nil, fmt.Errorf("start function: %v", err)
 		}
 	}
 	if f := mod.ExportedFunction(abi.ExportInitialize); f != nil {
-		if err := inst.callVoid(ctx, f, left()); err != nil {
+		if err := callErr(inst.call(ctx, f, nil, left())); err != nil {
 			return nil, fmt.Errorf("%s: %v", abi.ExportInitialize, err)
 		}
 	}
@@ -445,7 +445,7 @@ func (p *Plugin) newInstance(ctx context.Context) (inst *instance, err error) {
 }
 
 // call runs fn with at most one i32 argument under a deadline. The result
-// is the i32 the guest returned.
+// is the i32 the guest returned, if fn returns one.
 func (i *instance) call(ctx context.Context, fn api.Function, arg *uint64, d time.Duration) (int32, error) {
 	if d <= 0 {
 		return 0, &callError{"deadline", errors.New("no time left")}
@@ -466,20 +466,7 @@ func (i *instance) call(ctx context.Context, fn api.Function, arg *uint64, d tim
 	return int32(uint32(i.stack[0])), nil
 }
 
-func (i *instance) callVoid(ctx context.Context, fn api.Function, d time.Duration) error {
-	if d <= 0 {
-		return &callError{"deadline", errors.New("no time left")}
-	}
-	i.timer.Reset(d)
-	err := fn.CallWithStack(ctx, i.stack)
-	if !i.timer.Stop() {
-		return &callError{"deadline", fmt.Errorf("exceeded %v", d)}
-	}
-	if err != nil {
-		return classifyTrap(err)
-	}
-	return nil
-}
+func callErr(_ int32, err error) error { return err }
 
 func classifyTrap(err error) error {
 	var exit *sys.ExitError

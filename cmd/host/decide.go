@@ -176,7 +176,7 @@ Exit status: 0 allowed (or a deny in audit mode), 1 denied, 2 error.
 	if fs.NArg() != 1 {
 		return fmt.Errorf("want one EVENT argument, got %d: %w", fs.NArg(), errUsage)
 	}
-	res, err := decideOne(ctx, &ef, &cf, fs.Arg(0), stderr, func(*session) {})
+	res, err := decideOne(ctx, &ef, &cf, fs.Arg(0), stderr)
 	if err != nil {
 		return err
 	}
@@ -189,7 +189,7 @@ Exit status: 0 allowed (or a deny in audit mode), 1 denied, 2 error.
 	return nil
 }
 
-func decideOne(ctx context.Context, ef *engineFlags, cf *contextFlags, arg string, stderr io.Writer, after func(*session)) (*replay.Result, error) {
+func decideOne(ctx context.Context, ef *engineFlags, cf *contextFlags, arg string, stderr io.Writer) (*replay.Result, error) {
 	s, err := ef.open(ctx, stderr)
 	if err != nil {
 		return nil, err
@@ -210,7 +210,6 @@ func decideOne(ctx context.Context, ef *engineFlags, cf *contextFlags, arg strin
 	if err != nil {
 		return nil, fmt.Errorf("EVENT: %w", err)
 	}
-	after(s)
 	return res, nil
 }
 
@@ -247,7 +246,7 @@ that line of the trace after replaying the lines before it.
 	default:
 		return fmt.Errorf("want one EVENT argument, or --trace with --line: %w", errUsage)
 	}
-	res, err := decideOne(ctx, &ef, &cf, arg, stderr, func(*session) {})
+	res, err := decideOne(ctx, &ef, &cf, arg, stderr)
 	if err != nil {
 		return err
 	}
@@ -264,20 +263,20 @@ that line of the trace after replaying the lines before it.
 }
 
 type scopeJSON struct {
-	Cached  bool   `json:"cacheable"`
-	Subject string `json:"subject,omitempty"`
-	Object  string `json:"object,omitempty"`
-	Prefix  int    `json:"prefix_len,omitempty"`
-	PortLo  uint16 `json:"port_lo,omitempty"`
-	PortHi  uint16 `json:"port_hi,omitempty"`
-	TTL     string `json:"ttl,omitempty"`
+	Cacheable bool   `json:"cacheable"`
+	Subject   string `json:"subject,omitempty"`
+	Object    string `json:"object,omitempty"`
+	Prefix    int    `json:"prefix_len,omitempty"`
+	PortLo    uint16 `json:"port_lo,omitempty"`
+	PortHi    uint16 `json:"port_hi,omitempty"`
+	TTL       string `json:"ttl,omitempty"`
 }
 
 func scopeOf(s abi.Scope, failure bool) scopeJSON {
 	if failure || s.TTLMillis == 0 {
 		return scopeJSON{}
 	}
-	j := scopeJSON{Cached: true, Subject: s.Subject.String(), Object: s.Object.String(),
+	j := scopeJSON{Cacheable: true, Subject: s.Subject.String(), Object: s.Object.String(),
 		TTL: (time.Duration(s.TTLMillis) * time.Millisecond).String()}
 	switch s.Object {
 	case abi.ObjectPrefix:
@@ -315,7 +314,7 @@ func writeExplanation(w io.Writer, res *replay.Result) error {
 	switch {
 	case d.Failure:
 		fmt.Fprintf(&b, "scope:    none: failure verdicts are never cached\n")
-	case !sc.Cached:
+	case !sc.Cacheable:
 		fmt.Fprintf(&b, "scope:    none: the answer has no TTL, so it is not cached\n")
 	default:
 		obj := sc.Object
