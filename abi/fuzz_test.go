@@ -278,3 +278,92 @@ func customSection(name string, body []byte) []byte {
 	s = appendULEB(s, uint32(len(payload)))
 	return append(s, payload...)
 }
+
+// FuzzFastPaths checks the plugin-side fast paths (fast.go) against the
+// general codecs: on the same bytes, decodeAliasFast accepts exactly what
+// decode accepts, with the same result, and on the same fields, encodeFast
+// produces exactly what encode produces, or nothing where encode fails.
+func FuzzFastPaths(f *testing.F) {
+	seedVectors(f, "decide_request", func(b []byte, _ Op) { f.Add(b, uint8(0)) })
+	seedVectors(f, "classify_request", func(b []byte, _ Op) { f.Add(b, uint8(1)) })
+	seedVectors(f, "decide_response", func(b []byte, op Op) { f.Add(append([]byte{byte(op)}, b...), uint8(2)) })
+	seedVectors(f, "classify_response", func(b []byte, _ Op) { f.Add(b, uint8(3)) })
+	f.Fuzz(func(t *testing.T, b []byte, which uint8) {
+		b = b[:len(b):len(b)]
+		switch which % 4 {
+		case 0:
+			var fast, slow DecideRequest
+			ok, err := fast.decodeAliasFast(b), slow.decode(b, true)
+			if ok != (err == nil) || ok && fast != slow {
+				t.Fatalf("decide request %x: fast %v %+v, general %v %+v", b, ok, fast, err, slow)
+			}
+		case 1:
+			var fast, slow ClassifyRequest
+			ok, err := fast.decodeAliasFast(b), slow.decode(b, true)
+			if ok != (err == nil) || ok && fast != slow {
+				t.Fatalf("classify request %x: fast %v %+v, general %v %+v", b, ok, fast, err, slow)
+			}
+		case 2:
+			// Fields from the fuzzed bytes, valid or not, with the op
+			// in the first byte.
+			if len(b) < 14 {
+				return
+			}
+			op := Op(b[0])
+			r := DecideResponse{
+				Verdict: Verdict(b[1] % 4),
+				Scope: Scope{
+					Subject: ScopeSubject(b[2] % 4), Object: ScopeObject(b[3] % 5),
+					PrefixLen: uint32(b[4] % 3), PortLo: uint16(b[5] % 3), PortHi: uint16(b[6] % 3),
+					TTLMillis: le.Uint32(b[7:]) % (2 * MaxTTLMillis),
+				},
+			}
+			split := 11 + int(b[11])%(len(b)-11)
+			r.Rule, r.Reason = string(b[12:max(split, 12)]), string(b[max(split, 12):])
+			compareEncodings(t, r, r.Size(), func(d []byte) int { return r.encodeFast(d, op) }, func(d []byte) (int, error) { return r.encode(d, op) })
+		case 3:
+			if len(b) < 8 {
+				return
+			}
+			r := ClassifyResponse{Classified: b[0]&1 != 0, Flags: b[1] % 3}
+			cut := func(i int) int { return 8 + int(b[i])%(len(b)-7) }
+			a, c, d := sortedCuts(cut(2), cut(3), cut(4))
+			r.Zone, r.State, r.Rule, r.Reason = string(b[8:a]), string(b[a:c]), string(b[c:d]), string(b[d:])
+			compareEncodings(t, r, r.Size(), r.encodeFast, r.encode)
+		}
+	})
+}
+
+func sortedCuts(a, b, c int) (int, int, int) {
+	if a > b {
+		a, b = b, a
+	}
+	if b > c {
+		b, c = c, b
+	}
+	if a > b {
+		a, b = b, a
+	}
+	return a, b, c
+}
+
+// compareEncodings encodes v with both paths into buffers of several sizes.
+func compareEncodings(t *testing.T, v any, size int, fast func([]byte) int, general func([]byte) (int, error)) {
+	t.Helper()
+	for _, n := range []int{size, size - 1, size + 5} {
+		if n < 0 {
+			continue
+		}
+		fb, gb := make([]byte, n), make([]byte, n)
+		fn := fast(fb)
+		gn, err := general(gb)
+		switch {
+		case fn == 0 && err == nil:
+			t.Fatalf("%+v into %d bytes: the fast path refused what the general one encodes", v, n)
+		case fn != 0 && err != nil:
+			t.Fatalf("%+v into %d bytes: the fast path encoded what the general one refuses (%v)", v, n, err)
+		case fn != gn || !bytes.Equal(fb, gb):
+			t.Fatalf("%+v: fast %x, general %x", v, fb[:fn], gb[:gn])
+		}
+	}
+}

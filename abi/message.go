@@ -196,7 +196,12 @@ func (r *DecideRequest) Decode(b []byte) error { return r.decode(b, false) }
 // are valid only while b is unchanged. Plugins use it to answer without
 // allocating (the Go SDK does), which keeps the guest's garbage collector
 // out of the decision path.
-func (r *DecideRequest) DecodeAlias(b []byte) error { return r.decode(b, true) }
+func (r *DecideRequest) DecodeAlias(b []byte) error {
+	if r.decodeAliasFast(b) {
+		return nil
+	}
+	return r.decode(b, true)
+}
 
 func (r *DecideRequest) decode(b []byte, alias bool) error {
 	ss, op, err := readHeader(b, msgDecideReq, KindDecide, DecideRequestSize)
@@ -253,7 +258,12 @@ func (r *ClassifyRequest) Encode(dst []byte) (int, error) {
 func (r *ClassifyRequest) Decode(b []byte) error { return r.decode(b, false) }
 
 // DecodeAlias is Decode without copying; see DecideRequest.DecodeAlias.
-func (r *ClassifyRequest) DecodeAlias(b []byte) error { return r.decode(b, true) }
+func (r *ClassifyRequest) DecodeAlias(b []byte) error {
+	if r.decodeAliasFast(b) {
+		return nil
+	}
+	return r.decode(b, true)
+}
 
 func (r *ClassifyRequest) decode(b []byte, alias bool) error {
 	ss, op, err := readHeader(b, msgClassifyReq, KindClassify, ClassifyRequestSize)
@@ -348,6 +358,14 @@ func (r *DecideResponse) Size() int { return DecideResponseSize + len(r.Rule) + 
 
 // Encode writes r into dst in canonical form. op echoes the request's op.
 func (r *DecideResponse) Encode(dst []byte, op Op) (int, error) {
+	if n := r.encodeFast(dst, op); n > 0 {
+		return n, nil
+	}
+	return r.encode(dst, op)
+}
+
+// encode is Encode's general path, which names what is wrong.
+func (r *DecideResponse) encode(dst []byte, op Op) (int, error) {
 	if err := r.Validate(); err != nil {
 		return 0, err
 	}
@@ -417,6 +435,14 @@ func (r *ClassifyResponse) Size() int {
 
 // Encode writes r into dst in canonical form.
 func (r *ClassifyResponse) Encode(dst []byte) (int, error) {
+	if n := r.encodeFast(dst); n > 0 {
+		return n, nil
+	}
+	return r.encode(dst)
+}
+
+// encode is Encode's general path, which names what is wrong.
+func (r *ClassifyResponse) encode(dst []byte) (int, error) {
 	if err := r.Validate(); err != nil {
 		return 0, err
 	}

@@ -106,26 +106,28 @@ func Register(p any) {
 // encoded into a scratch buffer first, so an answer may safely contain
 // request strings.
 type Dispatcher struct {
-	Plugin  any
-	ready   bool
+	Plugin any
+
+	// Set by Init from Plugin: the hot path makes no type assertion.
+	ready      bool
+	classifier Classifier
+	decider    Decider
+
 	dreq    abi.DecideRequest
 	creq    abi.ClassifyRequest
 	scratch []byte
 }
 
-// reply encodes an answer via the scratch buffer and copies it to buf.
-func (d *Dispatcher) reply(buf []byte, encode func([]byte) (int, error)) int32 {
-	if d.scratch == nil {
-		d.scratch = make([]byte, abi.MaxMessage)
-	}
-	m, err := encode(d.scratch)
+// reply copies an answer of m bytes, encoded into the scratch buffer, to
+// buf; err is the encoder's.
+func reply(buf, scratch []byte, m int, err error) int32 {
 	if err != nil {
 		return fail(buf, abi.ErrCodeInternal, "encoding the answer: "+err.Error())
 	}
 	if m > len(buf) {
 		return fail(buf, abi.ErrCodeInternal, fmt.Sprintf("answer of %d bytes exceeds the %d-byte buffer", m, len(buf)))
 	}
-	return int32(copy(buf, d.scratch[:m]))
+	return int32(copy(buf, scratch[:m]))
 }
 
 // Init handles lineage_init: buf[:n] holds the config bytes.
@@ -148,6 +150,8 @@ func (d *Dispatcher) Init(buf []byte, n uint32) (rc int32) {
 	if d.scratch == nil {
 		d.scratch = make([]byte, abi.MaxMessage)
 	}
+	d.classifier, _ = d.Plugin.(Classifier)
+	d.decider, _ = d.Plugin.(Decider)
 	d.ready = true
 	return 0
 }
@@ -155,11 +159,11 @@ func (d *Dispatcher) Init(buf []byte, n uint32) (rc int32) {
 // Classify handles lineage_classify: buf[:n] holds the request.
 func (d *Dispatcher) Classify(buf []byte, n uint32) (rc int32) {
 	defer d.recover(buf, &rc)
-	c, ok := d.Plugin.(Classifier)
+	c := d.classifier
 	switch {
 	case !d.ready:
 		return fail(buf, abi.ErrCodeNotInitialized, "lineage_classify called before lineage_init succeeded")
-	case !ok:
+	case c == nil:
 		return fail(buf, abi.ErrCodeUnsupported, "this plugin does not classify")
 	case int(n) > len(buf):
 		return fail(buf, abi.ErrCodeMalformed, fmt.Sprintf("request length %d exceeds the buffer", n))
@@ -171,17 +175,18 @@ func (d *Dispatcher) Classify(buf []byte, n uint32) (rc int32) {
 	if err != nil {
 		return fail(buf, abi.ErrCodeInternal, err.Error())
 	}
-	return d.reply(buf, resp.Encode)
+	m, err := resp.Encode(d.scratch)
+	return reply(buf, d.scratch, m, err)
 }
 
 // Decide handles lineage_decide: buf[:n] holds the request.
 func (d *Dispatcher) Decide(buf []byte, n uint32) (rc int32) {
 	defer d.recover(buf, &rc)
-	c, ok := d.Plugin.(Decider)
+	c := d.decider
 	switch {
 	case !d.ready:
 		return fail(buf, abi.ErrCodeNotInitialized, "lineage_decide called before lineage_init succeeded")
-	case !ok:
+	case c == nil:
 		return fail(buf, abi.ErrCodeUnsupported, "this plugin does not decide")
 	case int(n) > len(buf):
 		return fail(buf, abi.ErrCodeMalformed, fmt.Sprintf("request length %d exceeds the buffer", n))
@@ -200,8 +205,8 @@ func (d *Dispatcher) Decide(buf []byte, n uint32) (rc int32) {
 	if err := resp.CheckScope(&d.dreq); err != nil {
 		return fail(buf, abi.ErrCodeInternal, "answer: "+err.Error())
 	}
-	op := d.dreq.Op
-	return d.reply(buf, func(b []byte) (int, error) { return resp.Encode(b, op) })
+	m, err := resp.Encode(d.scratch, d.dreq.Op)
+	return reply(buf, d.scratch, m, err)
 }
 
 // recover turns a panic in plugin code into an internal error answer with
