@@ -387,7 +387,14 @@ func (r *DecideResponse) encode(dst []byte, op Op) (int, error) {
 
 // Decode parses and validates b into r. wantOp is the op of the request
 // being answered; a response for another op is malformed.
-func (r *DecideResponse) Decode(b []byte, wantOp Op) error {
+func (r *DecideResponse) Decode(b []byte, wantOp Op) error { return r.decode(b, wantOp, false) }
+
+// DecodeAlias is Decode without copying: r's strings share b's memory and
+// are valid only while b is unchanged. A host that reads answers out of a
+// plugin's memory uses it to copy (or intern) the strings itself.
+func (r *DecideResponse) DecodeAlias(b []byte, wantOp Op) error { return r.decode(b, wantOp, true) }
+
+func (r *DecideResponse) decode(b []byte, wantOp Op, alias bool) error {
 	ss, op, err := readHeader(b, msgDecideResp, KindDecide, DecideResponseSize)
 	if err != nil {
 		return err
@@ -396,7 +403,7 @@ func (r *DecideResponse) Decode(b []byte, wantOp Op) error {
 		return &FieldError{msgDecideResp, "op", op, fmt.Sprintf("%d (%s), the request's op", uint16(wantOp), wantOp)}
 	}
 	var strs [len(decideRespSlots)]string
-	if err := getStrings(b, ss, msgDecideResp, decideRespSlots[:], strs[:]); err != nil {
+	if err := decodeStrings(b, ss, msgDecideResp, decideRespSlots[:], strs[:], alias); err != nil {
 		return err
 	}
 	*r = DecideResponse{
@@ -463,7 +470,12 @@ func (r *ClassifyResponse) encode(dst []byte) (int, error) {
 }
 
 // Decode parses and validates b into r.
-func (r *ClassifyResponse) Decode(b []byte) error {
+func (r *ClassifyResponse) Decode(b []byte) error { return r.decode(b, false) }
+
+// DecodeAlias is Decode without copying; see DecideResponse.DecodeAlias.
+func (r *ClassifyResponse) DecodeAlias(b []byte) error { return r.decode(b, true) }
+
+func (r *ClassifyResponse) decode(b []byte, alias bool) error {
 	ss, op, err := readHeader(b, msgClassifyResp, KindClassify, ClassifyResponseSize)
 	if err != nil {
 		return err
@@ -472,7 +484,7 @@ func (r *ClassifyResponse) Decode(b []byte) error {
 		return &FieldError{msgClassifyResp, "op", op, "1 (process.exec)"}
 	}
 	var strs [len(classifyRespSlots)]string
-	if err := getStrings(b, ss, msgClassifyResp, classifyRespSlots[:], strs[:]); err != nil {
+	if err := decodeStrings(b, ss, msgClassifyResp, classifyRespSlots[:], strs[:], alias); err != nil {
 		return err
 	}
 	if b[16] > 1 {

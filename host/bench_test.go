@@ -62,9 +62,9 @@ func BenchmarkDecideCacheHit(b *testing.B) {
 		b.Fatalf("warm-up: %+v %v", d, err)
 	}
 	b.ReportAllocs()
+	var d Decision
 	for b.Loop() {
-		d, err := e.Decide(ctx, req)
-		if err != nil || !d.Cached {
+		if err := e.DecideInto(ctx, req, &d); err != nil || !d.Cached {
 			b.Fatalf("%+v %v", d, err)
 		}
 	}
@@ -84,10 +84,11 @@ func BenchmarkDecideMiss(b *testing.B) {
 	before := e.Stats().Cache
 	b.ReportAllocs()
 	i := 0
+	var d Decision
 	for b.Loop() {
 		req.Object = paths[i%len(paths)]
 		i++
-		d, err := e.Decide(ctx, req)
+		err := e.DecideInto(ctx, req, &d)
 		if err != nil || d.Failure || d.Verdict != abi.Allow {
 			b.Fatalf("%+v %v", d, err)
 		}
@@ -141,9 +142,10 @@ func BenchmarkDecideParallel(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				paths := sets[int(next.Add(1)-1)%len(sets)]
 				req := &Request{Subject: sh, DecideRequest: abi.DecideRequest{Op: abi.OpFileWrite}}
+				var d Decision
 				for i := 0; pb.Next(); i++ {
 					req.Object = paths[i%len(paths)]
-					if d, err := e.Decide(ctx, req); err != nil || d.Failure {
+					if err := e.DecideInto(ctx, req, &d); err != nil || d.Failure {
 						b.Errorf("%+v %v", d, err)
 						return
 					}

@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -10,6 +11,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"lineage.dev/lineage/abi"
 )
@@ -562,4 +564,36 @@ func TestCacheDirMustBePrivate(t *testing.T) {
 		t.Fatal(err)
 	}
 	rt.Close(ctx)
+}
+
+// intern copies strings out of guest memory: what it returns must not
+// change when the guest overwrites the bytes, and its table stays bounded.
+func TestInternCopiesAndBounds(t *testing.T) {
+	var inst instance
+	mem := make([]byte, 2*maxInternedLen)
+	alias := func(n int) string { return unsafe.String(&mem[0], n) }
+	var got []string
+	for i := 0; i < 3*maxInterned; i++ {
+		copy(mem, fmt.Sprintf("reason %06d", i))
+		got = append(got, inst.intern(alias(len("reason 000000"))))
+	}
+	copy(mem, "reason 000000") // the first string again: served from the table
+	if s := inst.intern(alias(len("reason 000000"))); s != "reason 000000" {
+		t.Fatalf("intern = %q", s)
+	}
+	for i := range mem {
+		mem[i] = 'x'
+	}
+	for i, s := range got {
+		if want := fmt.Sprintf("reason %06d", i); s != want {
+			t.Fatalf("string %d changed with guest memory: %q, want %q", i, s, want)
+		}
+	}
+	if len(inst.strs) != maxInterned {
+		t.Fatalf("%d interned strings, want the bound %d", len(inst.strs), maxInterned)
+	}
+	var fresh instance
+	if s := fresh.intern(alias(maxInternedLen + 1)); len(s) != maxInternedLen+1 || len(fresh.strs) != 0 {
+		t.Fatalf("a long string was interned: %d entries", len(fresh.strs))
+	}
 }

@@ -364,6 +364,37 @@ type instance struct {
 	interrupt api.MutableGlobal
 	timer     *time.Timer
 	stack     []uint64
+	strs      map[string]string // interned answer strings; see intern
+}
+
+// maxInterned and maxInternedLen bound an instance's interned strings (to
+// 128 KiB). Rules, zones and most reasons repeat, so a few hundred cover
+// them; strings that do not repeat (a reason naming a path) stop being
+// added once the table is full.
+const (
+	maxInterned    = 512
+	maxInternedLen = 256
+)
+
+// intern returns a copy of s, which aliases guest memory, that outlives
+// the call: the same string for the same bytes, so answers that repeat
+// cost no allocation. An instance serves one caller at a time, so its
+// table needs no lock.
+func (i *instance) intern(s string) string {
+	if s == "" {
+		return ""
+	}
+	if c, ok := i.strs[s]; ok {
+		return c
+	}
+	c := strings.Clone(s)
+	if len(i.strs) < maxInterned && len(c) <= maxInternedLen {
+		if i.strs == nil {
+			i.strs = make(map[string]string)
+		}
+		i.strs[c] = c
+	}
+	return c
 }
 
 // callError classifies a failed call for logs and counters.
@@ -564,7 +595,7 @@ func (p *Plugin) discardQuiet(inst *instance) {
 
 // invoke encodes a request into an instance's buffer, calls fn and hands
 // the answer bytes to decode. Any failure discards the instance.
-func (p *Plugin) invoke(ctx context.Context, which func(*instance) api.Function, encode func([]byte) (int, error), decode func([]byte) error) error {
+func (p *Plugin) invoke(ctx context.Context, which func(*instance) api.Function, encode func([]byte) (int, error), decode func(*instance, []byte) error) error {
 	if until := p.quarantineUntil.Load(); until != 0 && monoNow() < until {
 		return fmt.Errorf("%s: %w", p.meta.Name, ErrQuarantined)
 	}
@@ -605,7 +636,7 @@ func (p *Plugin) invoke(ctx context.Context, which func(*instance) api.Function,
 		p.discard(ctx, inst)
 		return p.failed(&callError{"malformed answer", errors.New("buffer no longer inside memory")})
 	}
-	if err := decode(view); err != nil {
+	if err := decode(inst, view); err != nil {
 		p.discard(ctx, inst)
 		return p.failed(&callError{"malformed answer", err})
 	}
@@ -631,17 +662,27 @@ func (p *Plugin) failed(err error) error {
 // Decide calls the plugin's decide entry point. The answer's strings are
 // copied out of guest memory.
 func (p *Plugin) Decide(ctx context.Context, req *abi.DecideRequest, resp *abi.DecideResponse) error {
-	return p.invoke(ctx, func(i *instance) api.Function { return i.decide }, req.Encode, func(b []byte) error {
-		if err := resp.Decode(b, req.Op); err != nil {
+	return p.invoke(ctx, func(i *instance) api.Function { return i.decide }, req.Encode, func(i *instance, b []byte) error {
+		if err := resp.DecodeAlias(b, req.Op); err != nil {
+			*resp = abi.DecideResponse{} // no strings into a discarded instance
 			return err
 		}
+		resp.Rule, resp.Reason = i.intern(resp.Rule), i.intern(resp.Reason)
 		return resp.CheckScope(req)
 	})
 }
 
 // Classify calls the plugin's classify entry point.
 func (p *Plugin) Classify(ctx context.Context, req *abi.ClassifyRequest, resp *abi.ClassifyResponse) error {
-	return p.invoke(ctx, func(i *instance) api.Function { return i.classify }, req.Encode, resp.Decode)
+	return p.invoke(ctx, func(i *instance) api.Function { return i.classify }, req.Encode, func(i *instance, b []byte) error {
+		if err := resp.DecodeAlias(b); err != nil {
+			*resp = abi.ClassifyResponse{}
+			return err
+		}
+		resp.Zone, resp.State = i.intern(resp.Zone), i.intern(resp.State)
+		resp.Rule, resp.Reason = i.intern(resp.Rule), i.intern(resp.Reason)
+		return nil
+	})
 }
 
 // logWriter forwards a plugin's stdout and stderr to the log, bounded so a
