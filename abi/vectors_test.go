@@ -671,3 +671,31 @@ func writeVectors(t testing.TB, vf *vectorFile) {
 	}
 	t.Logf("rewrote %s", vectorsPath)
 }
+
+// The embedded copy of the vectors is the file, decoded the same way.
+func TestGoldenVectors(t *testing.T) {
+	g, err := GoldenVectors()
+	if err != nil {
+		t.Fatal(err)
+	}
+	vf := loadVectors(t)
+	if len(g) != len(vf.Vectors)+len(vf.Invalid) {
+		t.Fatalf("%d golden vectors, file has %d+%d", len(g), len(vf.Vectors), len(vf.Invalid))
+	}
+	for _, v := range g {
+		var err error
+		switch v.Type {
+		case "decide_request":
+			var r DecideRequest
+			err = r.Decode(v.Bytes)
+		case "classify_request":
+			var r ClassifyRequest
+			err = r.Decode(v.Bytes)
+		default:
+			continue
+		}
+		if (err == nil) != v.Valid {
+			t.Errorf("%s: valid %v, decode error %v", v.Name, v.Valid, err)
+		}
+	}
+}

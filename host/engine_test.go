@@ -333,7 +333,7 @@ func TestLoadRefusals(t *testing.T) {
 		{"config rejected", good, []byte("x"), "rejected the config: invalid config: bad config"},
 		{"future major", withMajor(t, future, 2), nil, "plugin speaks ABI 2.0, this host speaks 1.0"},
 		{"import outside WASI", readFile(t, "testdata/bad-import.wasm"), nil, "imports not allowed (only wasi_snapshot_preview1 functions are): env.open_socket"},
-		{"huge declared memory", readFile(t, "testdata/big-memory.wasm"), nil, "min 16384 pages (1 Gi) over limit of 256 pages (16 Mi)"},
+		{"huge declared memory", readFile(t, "testdata/big-memory.wasm"), nil, "memory: declares an initial memory of 16384 pages (1024 MiB), over the host's limit of 256 pages (16 MiB)"},
 		{"wrong signature", readFile(t, "testdata/bad-signature.wasm"), nil, "export lineage_decide has signature (i64) -> (i32), want (i32) -> (i32)"},
 		{"initializer never returns", readFile(t, "testdata/init-loop.wasm"), nil, "_initialize: deadline: exceeded"},
 	}

@@ -198,29 +198,103 @@ type PluginInfo struct {
 // "builtin:zones"). Every refusal wraps ErrBadPlugin and says what was
 // wrong.
 func (r *Runtime) Load(ctx context.Context, source string, wasm, config []byte) (*Plugin, error) {
-	bad := func(format string, a ...any) error {
-		return fmt.Errorf("%s: %w: %s", source, ErrBadPlugin, fmt.Sprintf(format, a...))
+	p, err := r.Compile(ctx, source, wasm, config)
+	if err != nil {
+		return nil, err
+	}
+	// Instantiate one instance now: a plugin whose initializer or
+	// lineage_init fails is refused here, not at its first decision.
+	p.slots <- struct{}{}
+	inst, err := p.newInstance(ctx, p.config)
+	if err != nil {
+		p.compiled.Close(ctx)
+		return nil, fmt.Errorf("%s: %w: %w", source, ErrBadPlugin, err)
+	}
+	p.idle <- inst
+	return p, nil
+}
+
+// Static check names, in StaticError.Check.
+const (
+	CheckWasm     = "wasm"     // the file is a WebAssembly module the host can rewrite and compile
+	CheckMetadata = "metadata" // the lineage.plugin section is present, valid and of a supported major version
+	CheckImports  = "imports"  // only allowed WASI functions are imported
+	CheckMemory   = "memory"   // the module defines and exports its memory, within the host's limit
+	CheckExports  = "exports"  // the ABI's exports exist with the right signatures
+)
+
+// StaticError is one reason Compile refused a module, by check; Compile
+// returns every one it found, joined (errors.As finds the first; use
+// StaticErrors for all).
+type StaticError struct {
+	Check string
+	Err   error
+}
+
+func (e *StaticError) Error() string { return e.Check + ": " + e.Err.Error() }
+func (e *StaticError) Unwrap() error { return e.Err }
+
+// StaticErrors returns the StaticErrors inside err, from Compile or Load.
+func StaticErrors(err error) []*StaticError {
+	var out []*StaticError
+	var walk func(error)
+	walk = func(err error) {
+		if se, ok := err.(*StaticError); ok {
+			out = append(out, se)
+			return
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				walk(e)
+			}
+		case interface{ Unwrap() error }:
+			if e := u.Unwrap(); e != nil {
+				walk(e)
+			}
+		}
+	}
+	if err != nil {
+		walk(err)
+	}
+	return out
+}
+
+// Compile checks and compiles a plugin without running any of its code:
+// Load is Compile and a first instance. config is what lineage_init gets
+// in every instance. Every refusal wraps ErrBadPlugin and one or more
+// *StaticError naming the check that failed.
+func (r *Runtime) Compile(ctx context.Context, source string, wasm, config []byte) (*Plugin, error) {
+	bad := func(check string, err error) error {
+		return fmt.Errorf("%s: %w: %w", source, ErrBadPlugin, &StaticError{check, err})
 	}
 	if len(wasm) == 0 {
-		return nil, bad("file is empty")
+		return nil, bad(CheckWasm, errors.New("file is empty"))
+	}
+	if len(wasm) < 8 || string(wasm[:4]) != "\x00asm" {
+		return nil, bad(CheckWasm, fmt.Errorf("not a WebAssembly module: starts with %q, want \"\\x00asm\"", wasm[:min(len(wasm), 4)]))
 	}
 	meta, err := abi.ReadMetadata(wasm)
 	switch {
 	case errors.Is(err, abi.ErrNoMetadata):
-		return nil, bad("no %s custom section: annotate the module after building it (see sdk/go)", abi.MetadataSection)
+		return nil, bad(CheckMetadata, fmt.Errorf("no %s custom section: annotate the module after building it (see sdk/go)", abi.MetadataSection))
 	case err != nil:
-		return nil, fmt.Errorf("%s: %w: %w", source, ErrBadPlugin, err)
+		return nil, bad(CheckMetadata, err)
 	}
 	if len(config) > abi.MaxConfig {
-		return nil, bad("config of %d bytes exceeds the ABI limit of %d", len(config), abi.MaxConfig)
+		return nil, fmt.Errorf("%s: %w: config of %d bytes exceeds the ABI limit of %d", source, ErrBadPlugin, len(config), abi.MaxConfig)
 	}
 	g, err := wasmguard.Instrument(wasm)
 	if err != nil {
-		return nil, bad("%v", err)
+		return nil, bad(CheckWasm, err)
+	}
+	if limit := r.limits.MemoryBytes / wasmPage; g.MemoryPages > limit {
+		return nil, bad(CheckMemory, fmt.Errorf("declares an initial memory of %d pages (%d MiB), over the host's limit of %d pages (%d MiB)",
+			g.MemoryPages, g.MemoryPages>>4, limit, limit>>4))
 	}
 	compiled, err := r.rt.CompileModule(ctx, g.Wasm)
 	if err != nil {
-		return nil, bad("compiling: %v", err)
+		return nil, bad(CheckWasm, fmt.Errorf("compiling: %v", err))
 	}
 	sum := sha256.Sum256(wasm)
 	p := &Plugin{
@@ -229,19 +303,10 @@ func (r *Runtime) Load(ctx context.Context, source string, wasm, config []byte) 
 		lim: r.limits, log: r.log.Named("plugin").With("plugin", meta.Name),
 		idle: make(chan *instance, r.limits.Instances), slots: make(chan struct{}, r.limits.Instances),
 	}
-	if err := p.checkStatic(); err != nil {
+	if errs := p.checkStatic(); len(errs) > 0 {
 		compiled.Close(ctx)
-		return nil, bad("%v", err)
+		return nil, fmt.Errorf("%s: %w: %w", source, ErrBadPlugin, errors.Join(errs...))
 	}
-	// Instantiate one instance now: a plugin whose initializer or
-	// lineage_init fails is refused here, not at its first decision.
-	p.slots <- struct{}{}
-	inst, err := p.newInstance(ctx)
-	if err != nil {
-		compiled.Close(ctx)
-		return nil, fmt.Errorf("%s: %w: %v", source, ErrBadPlugin, err)
-	}
-	p.idle <- inst
 	return p, nil
 }
 
@@ -251,7 +316,11 @@ func (r *Runtime) importAllowed(module, name string) bool {
 	return module == wasi_snapshot_preview1.ModuleName && r.wasi[name]
 }
 
-func (p *Plugin) checkStatic() error {
+func (p *Plugin) checkStatic() []error {
+	var errs []error
+	fail := func(check string, format string, a ...any) {
+		errs = append(errs, &StaticError{check, fmt.Errorf(format, a...)})
+	}
 	var bad []string
 	for _, f := range p.compiled.ImportedFunctions() {
 		mod, name, _ := f.Import()
@@ -261,17 +330,14 @@ func (p *Plugin) checkStatic() error {
 	}
 	if len(bad) > 0 {
 		sort.Strings(bad)
-		return fmt.Errorf("imports not allowed (only %s functions are): %s", wasi_snapshot_preview1.ModuleName, strings.Join(bad, ", "))
+		fail(CheckImports, "imports not allowed (only %s functions are): %s", wasi_snapshot_preview1.ModuleName, strings.Join(bad, ", "))
 	}
 	for _, m := range p.compiled.ImportedMemories() {
 		mod, name, _ := m.Import()
-		return fmt.Errorf("imports memory %s.%s; a plugin must define and export its own", mod, name)
+		fail(CheckMemory, "imports memory %s.%s; a plugin must define and export its own", mod, name)
 	}
-	// Initial memory above the limit is refused by the compiler already
-	// ("min N pages over limit of M pages"); growth past it fails in the
-	// guest.
 	if _, ok := p.compiled.ExportedMemories()[abi.ExportMemory]; !ok {
-		return fmt.Errorf("does not export its memory as %q", abi.ExportMemory)
+		fail(CheckMemory, "does not export its memory as %q", abi.ExportMemory)
 	}
 	want := []struct {
 		name    string
@@ -290,7 +356,7 @@ func (p *Plugin) checkStatic() error {
 		f, ok := funcs[w.name]
 		if !ok {
 			if w.need {
-				return fmt.Errorf("missing export %s (%s)", w.name, w.purpose)
+				fail(CheckExports, "missing export %s (%s)", w.name, w.purpose)
 			}
 			continue
 		}
@@ -300,13 +366,13 @@ func (p *Plugin) checkStatic() error {
 			okSig = okSig && t == api.ValueTypeI32
 		}
 		if !okSig {
-			return fmt.Errorf("export %s has signature (%s) -> (%s), want (%s) -> (i32)", w.name, typeList(pt), typeList(rt), strings.TrimSuffix(strings.Repeat("i32, ", w.params), ", "))
+			fail(CheckExports, "export %s has signature (%s) -> (%s), want (%s) -> (i32)", w.name, typeList(pt), typeList(rt), strings.TrimSuffix(strings.Repeat("i32, ", w.params), ", "))
 		}
 	}
 	if f, ok := funcs[abi.ExportInitialize]; ok && (len(f.ParamTypes()) != 0 || len(f.ResultTypes()) != 0) {
-		return fmt.Errorf("export %s must take and return nothing", abi.ExportInitialize)
+		fail(CheckExports, "export %s must take and return nothing", abi.ExportInitialize)
 	}
-	return nil
+	return errs
 }
 
 func typeList(ts []api.ValueType) string {
@@ -397,16 +463,28 @@ func (i *instance) intern(s string) string {
 	return c
 }
 
-// callError classifies a failed call for logs and counters.
-type callError struct {
-	what string // "deadline", "trap", "exit", "error code", "malformed answer"
-	err  error
+// InitError: lineage_init answered an error code, which is how a plugin
+// refuses its config (a trap or a timeout is a *CallError instead).
+type InitError struct {
+	Code    abi.ErrorCode
+	Message string
 }
 
-func (e *callError) Error() string { return e.what + ": " + e.err.Error() }
-func (e *callError) Unwrap() error { return ErrPluginFailed }
+func (e *InitError) Error() string {
+	return fmt.Sprintf("%s rejected the config: %s: %s", abi.ExportInit, e.Code, e.Message)
+}
 
-func (p *Plugin) newInstance(ctx context.Context) (inst *instance, err error) {
+// CallError is a failed plugin call, classified for logs, counters and
+// the conformance suite. It wraps ErrPluginFailed.
+type CallError struct {
+	What string // "deadline", "trap", "exit", "error code", "malformed answer", "instantiate"
+	Err  error
+}
+
+func (e *CallError) Error() string { return e.What + ": " + e.Err.Error() }
+func (e *CallError) Unwrap() error { return ErrPluginFailed }
+
+func (p *Plugin) newInstance(ctx context.Context, config []byte) (inst *instance, err error) {
 	mc := wazero.NewModuleConfig().WithName("").WithStartFunctions().
 		WithStdout(&logWriter{log: p.log, stream: "stdout"}).WithStderr(&logWriter{log: p.log, stream: "stderr"})
 	mod, err := p.r.rt.InstantiateModule(ctx, p.compiled, mc)
@@ -436,21 +514,21 @@ func (p *Plugin) newInstance(ctx context.Context) (inst *instance, err error) {
 	left := func() time.Duration { return p.lim.InitDeadline - time.Since(start) }
 	if p.hadStart {
 		if err := callErr(inst.call(ctx, mod.ExportedFunction(wasmguard.StartExport), nil, left())); err != nil {
-			return nil, fmt.Errorf("start function: %v", err)
+			return nil, fmt.Errorf("start function: %w", err)
 		}
 	}
 	if f := mod.ExportedFunction(abi.ExportInitialize); f != nil {
 		if err := callErr(inst.call(ctx, f, nil, left())); err != nil {
-			return nil, fmt.Errorf("%s: %v", abi.ExportInitialize, err)
+			return nil, fmt.Errorf("%s: %w", abi.ExportInitialize, err)
 		}
 	}
 	ptr, err := inst.call(ctx, mod.ExportedFunction(abi.ExportBuffer), nil, left())
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v", abi.ExportBuffer, err)
+		return nil, fmt.Errorf("%s: %w", abi.ExportBuffer, err)
 	}
 	size, err := inst.call(ctx, mod.ExportedFunction(abi.ExportBufferSize), nil, left())
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v", abi.ExportBufferSize, err)
+		return nil, fmt.Errorf("%s: %w", abi.ExportBufferSize, err)
 	}
 	inst.buf, inst.size = uint32(ptr), uint32(size)
 	if inst.size < abi.MinBufferSize {
@@ -459,15 +537,15 @@ func (p *Plugin) newInstance(ctx context.Context) (inst *instance, err error) {
 	if uint64(inst.buf)+uint64(inst.size) > uint64(inst.mem.Size()) {
 		return nil, fmt.Errorf("I/O buffer [%#x, +%d) lies outside memory of %d bytes", inst.buf, inst.size, inst.mem.Size())
 	}
-	view, _ := inst.mem.Read(inst.buf, uint32(len(p.config)))
-	copy(view, p.config)
-	n := uint64(len(p.config))
+	view, _ := inst.mem.Read(inst.buf, uint32(len(config)))
+	copy(view, config)
+	n := uint64(len(config))
 	rc, err := inst.call(ctx, inst.init, &n, left())
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v", abi.ExportInit, err)
+		return nil, fmt.Errorf("%s: %w", abi.ExportInit, err)
 	}
 	if rc < 0 {
-		return nil, fmt.Errorf("%s rejected the config: %s: %s", abi.ExportInit, abi.ErrorCode(-rc), inst.errorMessage())
+		return nil, &InitError{Code: abi.ErrorCode(-rc), Message: inst.errorMessage()}
 	}
 	if rc != 0 {
 		return nil, fmt.Errorf("%s returned %d, want 0 or a negative error code", abi.ExportInit, rc)
@@ -479,7 +557,7 @@ func (p *Plugin) newInstance(ctx context.Context) (inst *instance, err error) {
 // is the i32 the guest returned, if fn returns one.
 func (i *instance) call(ctx context.Context, fn api.Function, arg *uint64, d time.Duration) (int32, error) {
 	if d <= 0 {
-		return 0, &callError{"deadline", errors.New("no time left")}
+		return 0, &CallError{"deadline", errors.New("no time left")}
 	}
 	if arg != nil {
 		i.stack[0] = *arg
@@ -489,7 +567,7 @@ func (i *instance) call(ctx context.Context, fn api.Function, arg *uint64, d tim
 	if !i.timer.Stop() {
 		// The interrupt fired: whatever the call returned, the
 		// instance's interrupt flag is set and it is unusable.
-		return 0, &callError{"deadline", fmt.Errorf("exceeded %v", d)}
+		return 0, &CallError{"deadline", fmt.Errorf("exceeded %v", d)}
 	}
 	if err != nil {
 		return 0, classifyTrap(err)
@@ -502,13 +580,13 @@ func callErr(_ int32, err error) error { return err }
 func classifyTrap(err error) error {
 	var exit *sys.ExitError
 	if errors.As(err, &exit) {
-		return &callError{"exit", fmt.Errorf("guest exited with code %d (a Go plugin exits 2 when it runs out of memory or panics outside the SDK)", exit.ExitCode())}
+		return &CallError{"exit", fmt.Errorf("guest exited with code %d (a Go plugin exits 2 when it runs out of memory or panics outside the SDK)", exit.ExitCode())}
 	}
 	msg := err.Error()
 	if i := strings.IndexByte(msg, '\n'); i > 0 {
 		msg = msg[:i] // drop wazero's guest stack trace
 	}
-	return &callError{"trap", errors.New(msg)}
+	return &CallError{"trap", errors.New(msg)}
 }
 
 func (i *instance) errorMessage() string {
@@ -548,7 +626,7 @@ func (p *Plugin) get(ctx context.Context) (*instance, error) {
 	case <-t.C:
 		return nil, errBusy
 	case <-ctx.Done():
-		return nil, &callError{"canceled", ctx.Err()}
+		return nil, &CallError{"canceled", ctx.Err()}
 	}
 }
 
@@ -566,10 +644,10 @@ func (p *Plugin) grow() {
 }
 
 func (p *Plugin) create() {
-	inst, err := p.newInstance(context.Background())
+	inst, err := p.newInstance(context.Background(), p.config)
 	if err != nil {
 		<-p.slots
-		p.failed(&callError{"instantiate", err})
+		p.failed(&CallError{"instantiate", err})
 		return
 	}
 	if p.closed.Load() {
@@ -624,21 +702,21 @@ func (p *Plugin) invoke(ctx context.Context, which func(*instance) api.Function,
 	if rc < 0 {
 		msg := inst.errorMessage()
 		p.discard(ctx, inst)
-		return p.failed(&callError{"error code", fmt.Errorf("%s: %s", abi.ErrorCode(-rc), msg)})
+		return p.failed(&CallError{"error code", fmt.Errorf("%s: %s", abi.ErrorCode(-rc), msg)})
 	}
 	if uint32(rc) > inst.size {
 		p.discard(ctx, inst)
-		return p.failed(&callError{"malformed answer", fmt.Errorf("answer length %d exceeds the %d-byte buffer", rc, inst.size)})
+		return p.failed(&CallError{"malformed answer", fmt.Errorf("answer length %d exceeds the %d-byte buffer", rc, inst.size)})
 	}
 	// The guest may have grown (and so moved) its memory: read again.
 	view, ok := inst.mem.Read(inst.buf, uint32(rc))
 	if !ok {
 		p.discard(ctx, inst)
-		return p.failed(&callError{"malformed answer", errors.New("buffer no longer inside memory")})
+		return p.failed(&CallError{"malformed answer", errors.New("buffer no longer inside memory")})
 	}
 	if err := decode(inst, view); err != nil {
 		p.discard(ctx, inst)
-		return p.failed(&callError{"malformed answer", err})
+		return p.failed(&CallError{"malformed answer", err})
 	}
 	p.put(inst)
 	p.consecutive.Store(0)

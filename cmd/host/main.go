@@ -20,6 +20,7 @@ Usage:
   host decide  [flags] EVENT           decide one request (exit 0 allow, 1 deny)
   host explain [flags] [EVENT]         explain one decision: rule, reason, plugin, lineage, cache
   host plugin inspect PLUGIN.wasm      show a plugin's metadata, exports and load check
+  host conformance [flags] PLUGIN.wasm check a plugin against the ABI and the host's contract
   host help [COMMAND]                  show help
 
 Without --plugin (or "plugins" in --config) every command uses the reference
@@ -51,6 +52,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		"decide":  cmdDecide,
 		"explain": cmdExplain,
 		"plugin":  cmdPlugin,
+
+		"conformance": cmdConformance,
 	}
 	name := args[0]
 	switch name {

@@ -182,6 +182,10 @@ type Result struct {
 	Wasm     []byte // the rewritten module
 	HadStart bool   // a start section was moved to the StartExport export
 	Checks   int    // number of interrupt checks inserted (function entries + loops)
+	// MemoryPages is memory 0's declared initial size in 64 KiB pages,
+	// so a host can refuse a module that asks for more than it allows
+	// before compiling it.
+	MemoryPages uint64
 }
 
 // Section ids.
@@ -294,6 +298,7 @@ type module struct {
 	definedGlobals  uint32 // global section count
 	memories        uint32 // imported and defined
 	memory64        bool   // memory 0 has 64-bit addresses
+	memoryMin       uint64 // memory 0's initial size in pages
 	dataCount       int64  // data count section's count, or -1 without one
 	dataSegments    uint32
 	startFunc       uint32
@@ -329,7 +334,7 @@ func Instrument(wasm []byte) (Result, error) {
 	for _, b := range m.bodies {
 		checks += b.loops
 	}
-	return Result{Wasm: out, HadStart: m.hasStart, Checks: checks}, nil
+	return Result{Wasm: out, HadStart: m.hasStart, Checks: checks, MemoryPages: m.memoryMin}, nil
 }
 
 // scan splits the module into sections and decodes what the rewrite
@@ -513,12 +518,13 @@ func (m *module) scanMemories(r *reader) error {
 }
 
 func (m *module) scanMemory(r *reader) error {
-	flags, err := r.skipLimits()
+	flags, min, err := r.limits()
 	if err != nil {
 		return err
 	}
 	if m.memories == 0 {
 		m.memory64 = flags&0x04 != 0
+		m.memoryMin = min
 	}
 	m.memories++
 	return nil
@@ -593,29 +599,43 @@ func (m *module) scanImport(r *reader) error {
 // flags. Bit 0 of the flags says a maximum follows, bit 1 marks a shared
 // memory (threads) and bit 2 a 64-bit one (memory64), whose bounds are u64.
 func (r *reader) skipLimits() (byte, error) {
+	flags, _, err := r.limits()
+	return flags, err
+}
+
+// limits reads the limits of a table or memory type: their flags (see
+// skipLimits) and the minimum.
+func (r *reader) limits() (byte, uint64, error) {
 	flags, err := r.byte()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if flags > 0x07 {
-		return 0, r.errorf(r.pos-1, "invalid limits flags %#02x", flags)
+		return 0, 0, r.errorf(r.pos-1, "invalid limits flags %#02x", flags)
 	}
 	n := 1
 	if flags&0x01 != 0 {
 		n = 2
 	}
-	for ; n > 0; n-- {
+	var min uint64
+	for i := 0; i < n; i++ {
+		var v uint64
 		var err error
 		if flags&0x04 != 0 {
-			_, err = r.unsigned64()
+			v, err = r.unsigned64()
 		} else {
-			_, err = r.u32()
+			var v32 uint32
+			v32, err = r.u32()
+			v = uint64(v32)
 		}
 		if err != nil {
-			return 0, err
+			return 0, 0, err
+		}
+		if i == 0 {
+			min = v
 		}
 	}
-	return flags, nil
+	return flags, min, nil
 }
 
 // unsigned64 reads an unsigned LEB128 integer of up to 64 bits.
