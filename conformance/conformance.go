@@ -119,7 +119,7 @@ func Run(ctx context.Context, source string, wasm []byte, o Options) (*Report, e
 	o.defaults()
 	for _, sel := range append(slices.Clone(o.Only), o.Skip...) {
 		if !knownSelector(sel) {
-			return nil, fmt.Errorf("no check or group named %q (see --list)", sel)
+			return nil, fmt.Errorf("no check or group named %q (see host conformance --help)", sel)
 		}
 	}
 	rt, err := host.NewRuntime(ctx, host.RuntimeOptions{Limits: o.Limits})
@@ -184,6 +184,7 @@ func (s *suite) close() {
 // check is the outcome a check function reports.
 type check struct {
 	fail     bool
+	gaveUp   bool // the caller gave up on the plugin; stop has said so
 	summary  string
 	evidence []string
 }
@@ -227,6 +228,9 @@ func (s *suite) do(name string, needsPlugin bool, f func(c *check)) {
 		r.Status, r.Summary = Pass, c.summary
 		if c.fail {
 			r.Status = Fail
+			if r.Summary == "" && len(c.evidence) > 0 {
+				r.Summary = c.evidence[0]
+			}
 		}
 		if len(c.evidence) > maxEvidence {
 			n := len(c.evidence) - maxEvidence
