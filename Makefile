@@ -9,7 +9,7 @@ WASM_FLAGS  := -buildmode=c-shared -trimpath -ldflags=-buildid=
 ANNOTATE    := $(GO) run ./sdk/go/cmd/lineage-annotate
 SCENARIO    ?= testdata/scenarios/origin.jsonl
 
-.PHONY: all host plugins embed demo test test-short bench fuzz clean
+.PHONY: all host plugins embed demo test bench fuzz conformance corpus clean
 
 all: host plugins
 
@@ -35,12 +35,21 @@ demo: host
 	@echo
 	@$(BUILD)/host replay --format text $(SCENARIO)
 
+# Run the conformance suite against the reference plugins.
+conformance: host plugins
+	$(BUILD)/host conformance --config plugins/zones/config.example.json $(PLUGIN_OUT)/zones.wasm
+	$(BUILD)/host conformance --config sdk/go/example/config.example.json $(PLUGIN_OUT)/example.wasm
+
+# Rebuild the broken-plugin corpus (needs wat2wasm, Debian package wabt).
+corpus:
+	conformance/testdata/build.sh
+
 test:
 	$(GO) vet ./...
 	GOOS=wasip1 GOARCH=wasm $(GO) vet ./sdk/... ./plugins/...
 	GOOS=windows $(GO) build ./...
 	$(GO) test -count=1 ./...
-	$(GO) test -count=1 -race -short ./abi/... ./host/... ./replay/... ./config/...
+	$(GO) test -count=1 -race -short ./abi/... ./host/... ./replay/... ./config/... ./conformance/...
 
 bench:
 	@mkdir -p $(BUILD)

@@ -72,6 +72,8 @@ type Options struct {
 	// Limits are the host limits the plugin runs under (defaults: the
 	// host's).
 	Limits host.Limits
+	// CacheDir keeps compiled code across runs (see host.RuntimeOptions).
+	CacheDir string
 }
 
 func (o *Options) defaults() {
@@ -122,7 +124,7 @@ func Run(ctx context.Context, source string, wasm []byte, o Options) (*Report, e
 			return nil, fmt.Errorf("no check or group named %q (see host conformance --help)", sel)
 		}
 	}
-	rt, err := host.NewRuntime(ctx, host.RuntimeOptions{Limits: o.Limits})
+	rt, err := host.NewRuntime(ctx, host.RuntimeOptions{Limits: o.Limits, CacheDir: o.CacheDir})
 	if err != nil {
 		return nil, err
 	}
@@ -331,12 +333,8 @@ func (s *suite) session() (*host.Session, error) {
 
 func describe(err error) string {
 	var ie *host.InitError
-	var ce *host.CallError
-	switch {
-	case errors.As(err, &ie):
-		return fmt.Sprintf("error code %s: %s", ie.Code, ie.Message)
-	case errors.As(err, &ce):
-		return ce.Error()
+	if errors.As(err, &ie) {
+		return fmt.Sprintf("lineage_init answered error code %s: %s", ie.Code, ie.Message)
 	}
 	return err.Error()
 }
@@ -345,7 +343,7 @@ func (s *suite) lifecycle() {
 	s.do("lifecycle.sample-config", true, func(c *check) {
 		sess, err := s.session()
 		if err != nil {
-			c.failf("lineage_init with the sample config (%d bytes): %s", len(s.o.Config), describe(err))
+			c.failf("starting with the sample config (%d bytes): %s", len(s.o.Config), describe(err))
 			c.summary = "the plugin does not start with its sample config"
 			s.broken = "the plugin does not start with its sample config"
 			return

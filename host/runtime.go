@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 	"github.com/tetratelabs/wazero/sys"
 
@@ -487,7 +488,7 @@ func (e *CallError) Unwrap() error { return ErrPluginFailed }
 func (p *Plugin) newInstance(ctx context.Context, config []byte) (inst *instance, err error) {
 	mc := wazero.NewModuleConfig().WithName("").WithStartFunctions().
 		WithStdout(&logWriter{log: p.log, stream: "stdout"}).WithStderr(&logWriter{log: p.log, stream: "stderr"})
-	mod, err := p.r.rt.InstantiateModule(ctx, p.compiled, mc)
+	mod, err := p.r.rt.InstantiateModule(experimental.WithMemoryAllocator(ctx, memoryAllocator()), p.compiled, mc)
 	if err != nil {
 		return nil, fmt.Errorf("instantiating: %v", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"lineage.dev/lineage/conformance"
+	"lineage.dev/lineage/host"
 	"lineage.dev/lineage/replay"
 )
 
@@ -49,6 +50,9 @@ the suite cannot run (bad flags, unreadable file).
 		return err
 	}
 	o := conformance.Options{Calls: *calls, FuzzCases: *fuzz, Seed: *seed, Only: splitList(*only), Skip: splitList(*skip)}
+	if os.Getenv("LINEAGE_NO_COMPILE_CACHE") == "" {
+		o.CacheDir = host.DefaultCacheDir()
+	}
 	if *cfgFile != "" {
 		if o.Config, err = os.ReadFile(*cfgFile); err != nil {
 			return err

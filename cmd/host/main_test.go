@@ -42,7 +42,7 @@ func runHost(t *testing.T, stdin string, args ...string) result {
 func TestHelp(t *testing.T) {
 	for _, args := range [][]string{
 		{"help"}, {"--help"}, {"replay", "--help"}, {"decide", "--help"}, {"explain", "--help"},
-		{"plugin", "--help"}, {"help", "replay"}, {"replay", "-h"},
+		{"plugin", "--help"}, {"help", "replay"}, {"replay", "-h"}, {"conformance", "--help"},
 	} {
 		r := runHost(t, "", args...)
 		if r.code != 0 || !strings.Contains(r.stdout, "Usage") && !strings.Contains(r.stdout, "usage") {

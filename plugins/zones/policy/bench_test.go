@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"fmt"
 	"testing"
 
 	"lineage.dev/lineage/abi"
@@ -72,9 +73,9 @@ func BenchmarkClassify(b *testing.B) {
 	}
 }
 
-// TestDecideAllocations pins what the benchmarks show: the answers that
-// make up nearly all traffic allocate nothing, and a deny that names its
-// origin allocates its reason once.
+// TestDecideAllocations pins what the benchmarks show: answers allocate
+// nothing, a deny that names its origin included once its reason is
+// memoized (the first such deny for a state allocates it).
 func TestDecideAllocations(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector changes allocation counts")
@@ -91,10 +92,22 @@ func TestDecideAllocations(t *testing.T) {
 		{abi.DecideRequest{Op: abi.OpNetConnect, Zone: ZoneGuarded, State: "1i:x", Proto: abi.ProtoTCP, Port: 443}, 0},
 		{abi.DecideRequest{Op: abi.OpMemRead, Zone: ZoneSystem}, 0},
 		{abi.DecideRequest{Op: abi.OpProcessExec, Zone: ZoneSystem, Object: "/tmp/x"}, 0},
-		{abi.DecideRequest{Op: abi.OpFileWrite, Zone: ZoneGuarded, State: "1i:x", Object: "/usr/bin/x"}, 1},
+		{abi.DecideRequest{Op: abi.OpFileWrite, Zone: ZoneGuarded, State: "1i:x", Object: "/usr/bin/x"}, 0},
 	} {
 		if got := testing.AllocsPerRun(100, func() { p.Decide(&tt.req) }); got != tt.want {
 			t.Errorf("%s: %v allocations, want %v", describe(&tt.req), got, tt.want)
 		}
+	}
+	// Past the memo's bound, a deny for a new state allocates its reason
+	// and the memo stays bounded.
+	for i := 0; i < 2*maxNotes; i++ {
+		p.Decide(&abi.DecideRequest{Op: abi.OpFileWrite, Zone: ZoneGuarded, State: fmt.Sprintf("1i:app%d", i), Object: "/usr/bin/x"})
+	}
+	if len(p.notes) != maxNotes {
+		t.Errorf("%d memoized reasons, want the bound %d", len(p.notes), maxNotes)
+	}
+	fresh := abi.DecideRequest{Op: abi.OpFileWrite, Zone: ZoneGuarded, State: "1i:unseen", Object: "/usr/bin/x"}
+	if got := testing.AllocsPerRun(100, func() { p.Decide(&fresh) }); got != 1 {
+		t.Errorf("a deny past the memo's bound: %v allocations, want 1", got)
 	}
 }

@@ -13,6 +13,8 @@ package policy
 import (
 	"fmt"
 	"slices"
+	"strings"
+	"sync"
 
 	"lineage.dev/lineage/abi"
 )
@@ -158,7 +160,23 @@ type Policy struct {
 	tcpReason  string // net.connect over TCP to an unlisted port
 	udpReason  string // net.connect over UDP
 	sendReason string // net.send
+
+	// Deny reasons with their origin note, by reason and state: denies
+	// repeat for the same few ancestors, and a plugin that allocates on
+	// no call never runs its garbage collector inside one (a collection
+	// in a Go guest pauses the call for milliseconds).
+	notesMu sync.Mutex
+	notes   map[noteKey]string
 }
+
+type noteKey struct {
+	reason string // one of the policy's own reasons, never request data
+	z      zone
+	state  string
+}
+
+// maxNotes bounds the memo (to a few hundred KiB of guest heap).
+const maxNotes = 1024
 
 // New validates c and compiles it. The errors are the same as
 // ParseConfig's: they name the key, the index, the value and what was
@@ -370,7 +388,25 @@ func (p *Policy) deny(req *abi.DecideRequest, z zone, rule, reason string, sc ab
 	// The reason names the origin from the state, so the answer holds
 	// only for processes with the same state.
 	sc.Subject = abi.SubjectZoneState
-	return abi.DecideResponse{Verdict: abi.Deny, Scope: sc, Rule: rule, Reason: withOrigin(reason, z, req.State)}
+	return abi.DecideResponse{Verdict: abi.Deny, Scope: sc, Rule: rule, Reason: p.noted(reason, z, req.State)}
+}
+
+// noted is withOrigin, memoized. The state may alias the request buffer,
+// so the key stores a copy.
+func (p *Policy) noted(reason string, z zone, state string) string {
+	p.notesMu.Lock()
+	defer p.notesMu.Unlock()
+	if r, ok := p.notes[noteKey{reason, z, state}]; ok {
+		return r
+	}
+	r := withOrigin(reason, z, state)
+	if len(p.notes) < maxNotes {
+		if p.notes == nil {
+			p.notes = make(map[noteKey]string)
+		}
+		p.notes[noteKey{reason, z, strings.Clone(state)}] = r
+	}
+	return r
 }
 
 // invalid denies an object the policy cannot judge, for exactly that
