@@ -108,52 +108,45 @@ func (c *check) stop(err error) bool {
 	return false
 }
 
-// decide sends req and decodes and checks the answer.
-func (c *caller) decide(req *abi.DecideRequest) (abi.DecideResponse, error) {
-	n, err := req.Encode(c.buf)
+// typed sends the request encode writes to export and hands the answer
+// to decode; any failure is an error that says what went wrong.
+func (c *caller) typed(export string, encode func([]byte) (int, error), decode func([]byte) error) error {
+	n, err := encode(c.buf)
 	if err != nil {
-		return abi.DecideResponse{}, fmt.Errorf("suite bug: encoding %+v: %v", *req, err)
+		return fmt.Errorf("suite bug: encoding the request: %v", err)
 	}
-	a, err := c.raw(abi.ExportDecide, c.buf[:n], uint32(n))
+	a, err := c.raw(export, c.buf[:n], uint32(n))
 	if err != nil {
-		return abi.DecideResponse{}, callFailed(err)
+		return callFailed(err)
 	}
-	var resp abi.DecideResponse
 	if a.RC < 0 {
-		return resp, fmt.Errorf("answered error code %s: %s", abi.ErrorCode(-a.RC), a.Message)
+		return fmt.Errorf("answered error code %s: %s", abi.ErrorCode(-a.RC), a.Message)
 	}
 	if a.Bytes == nil {
-		return resp, fmt.Errorf("answer length %d exceeds the %d-byte buffer", a.RC, c.sess.BufferSize())
+		return fmt.Errorf("answer length %d exceeds the %d-byte buffer", a.RC, c.sess.BufferSize())
 	}
-	if err := resp.Decode(a.Bytes, req.Op); err != nil {
-		return resp, fmt.Errorf("malformed answer: %v", err)
+	if err := decode(a.Bytes); err != nil {
+		return fmt.Errorf("malformed answer: %v", err)
 	}
-	if err := resp.CheckScope(req); err != nil {
-		return resp, fmt.Errorf("malformed answer: %v", err)
-	}
-	return resp, nil
+	return nil
+}
+
+// decide sends req and decodes and checks the answer.
+func (c *caller) decide(req *abi.DecideRequest) (abi.DecideResponse, error) {
+	var resp abi.DecideResponse
+	err := c.typed(abi.ExportDecide, req.Encode, func(b []byte) error {
+		if err := resp.Decode(b, req.Op); err != nil {
+			return err
+		}
+		return resp.CheckScope(req)
+	})
+	return resp, err
 }
 
 func (c *caller) classify(req *abi.ClassifyRequest) (abi.ClassifyResponse, error) {
-	n, err := req.Encode(c.buf)
-	if err != nil {
-		return abi.ClassifyResponse{}, fmt.Errorf("suite bug: encoding %+v: %v", *req, err)
-	}
-	a, err := c.raw(abi.ExportClassify, c.buf[:n], uint32(n))
-	if err != nil {
-		return abi.ClassifyResponse{}, callFailed(err)
-	}
 	var resp abi.ClassifyResponse
-	if a.RC < 0 {
-		return resp, fmt.Errorf("answered error code %s: %s", abi.ErrorCode(-a.RC), a.Message)
-	}
-	if a.Bytes == nil {
-		return resp, fmt.Errorf("answer length %d exceeds the %d-byte buffer", a.RC, c.sess.BufferSize())
-	}
-	if err := resp.Decode(a.Bytes); err != nil {
-		return resp, fmt.Errorf("malformed answer: %v", err)
-	}
-	return resp, nil
+	err := c.typed(abi.ExportClassify, req.Encode, resp.Decode)
+	return resp, err
 }
 
 func reqString(r *abi.DecideRequest) string {
