@@ -80,7 +80,7 @@ func TestScanFake(t *testing.T) {
 		105: stat(105, 100, "subreaper", "S", 0, 95), //
 		106: stat(106, 102, "zombie", "Z", 0, 99),
 		107: stat(107, 999, "lost", "S", 0, 99), // parent not in the scan
-		108: "",                                // exited during the scan
+		108: "",                                 // exited during the scan
 	}, map[uint32]string{
 		1: "/sbin/init", 100: "/usr/bin/bash", 101: "/usr/bin/thunderbird", 102: "/usr/bin/firefox (deleted)",
 		103: "/tmp/x", 104: "/usr/bin/y", 105: "/usr/bin/z", 107: "/usr/bin/lost",
