@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"encoding/hex"
+	"net/netip"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -36,22 +37,30 @@ type caller struct {
 	buf  []byte
 	// latencies of successful calls, by export, for the measure check
 	lat map[string][]time.Duration
-	// failures in a row: after maxFailures the caller gives up, so a
-	// plugin that overruns every call fails a check in a fraction of a
-	// second instead of thousands of deadlines.
-	failures int
+	// failures in a row and in all: after maxFailures in a row, or
+	// maxTotalFailures, or checkBudget of wall time, the caller gives up,
+	// so a plugin that overruns or traps on every call (or every other
+	// one) fails a check in seconds instead of hours of deadlines and
+	// restarts.
+	failures, total int
+	started         time.Time
 }
 
-const maxFailures = 3
+const (
+	maxFailures      = 3
+	maxTotalFailures = 50
+	checkBudget      = 3 * time.Minute
+)
 
-var errGaveUp = fmt.Errorf("not called: the plugin failed %d calls in a row", maxFailures)
+// errGaveUp wraps every reason a caller stops calling.
+var errGaveUp = errors.New("not called")
 
 func (s *suite) newCaller() (*caller, error) {
 	sess, err := s.session()
 	if err != nil {
 		return nil, fmt.Errorf("starting an instance: %s", describe(err))
 	}
-	return &caller{s: s, sess: sess, buf: make([]byte, abi.MaxMessage), lat: map[string][]time.Duration{}}, nil
+	return &caller{s: s, sess: sess, buf: make([]byte, abi.MaxMessage), lat: map[string][]time.Duration{}, started: time.Now()}, nil
 }
 
 func (c *caller) close() {
@@ -63,8 +72,15 @@ func (c *caller) close() {
 // raw calls export with req and length n; after a failed call the next
 // one gets a fresh instance.
 func (c *caller) raw(export string, req []byte, n uint32) (host.Answer, error) {
-	if c.failures >= maxFailures {
-		return host.Answer{}, errGaveUp
+	switch {
+	case c.failures >= maxFailures:
+		return host.Answer{}, fmt.Errorf("%w: the plugin failed %d calls in a row", errGaveUp, maxFailures)
+	case c.total >= maxTotalFailures:
+		return host.Answer{}, fmt.Errorf("%w: the plugin failed %d calls", errGaveUp, c.total)
+	case time.Since(c.started) > checkBudget:
+		return host.Answer{}, fmt.Errorf("%w: the check ran out of its %v", errGaveUp, checkBudget)
+	case c.s.ctx.Err() != nil:
+		return host.Answer{}, fmt.Errorf("%w: %v", errGaveUp, c.s.ctx.Err())
 	}
 	if c.sess == nil {
 		sess, err := c.s.session()
@@ -80,6 +96,7 @@ func (c *caller) raw(export string, req []byte, n uint32) (host.Answer, error) {
 			c.sess.Close(c.s.ctx)
 			c.sess = nil
 			c.failures++
+			c.total++
 		}
 		return a, err
 	}
@@ -153,7 +170,7 @@ func reqString(r *abi.DecideRequest) string {
 	s := fmt.Sprintf("%s zone=%q state=%q", r.Op, r.Zone, r.State)
 	switch r.Op.Object() {
 	case abi.ObjectEndpoint:
-		s += fmt.Sprintf(" proto=%d port=%d", r.Proto, r.Port)
+		s += fmt.Sprintf(" proto=%d addr=%s port=%d", r.Proto, netip.AddrFrom16(r.Addr).Unmap(), r.Port)
 	case abi.ObjectProcess:
 		s += fmt.Sprintf(" target=%q target_zone=%q", r.Object, r.TargetZone)
 	default:
@@ -321,13 +338,16 @@ func objects(op abi.Op) []abi.DecideRequest {
 			port  uint16
 		}{{abi.ProtoTCP, 443}, {abi.ProtoTCP, 25}, {abi.ProtoTCP, 4444}, {abi.ProtoTCP, 8080},
 			{abi.ProtoUDP, 53}, {abi.ProtoUDP, 123}, {abi.ProtoUDP, 9999}} {
-			r := abi.DecideRequest{Op: op, Proto: e.proto, Port: e.port}
-			r.Addr = [16]byte{10: 0xff, 11: 0xff, 12: 203, 13: 0, 14: 113, 15: 7}
-			out = append(out, r)
+			for _, a := range []string{"203.0.113.7", "10.1.2.3", "127.0.0.1", "2001:db8::1"} {
+				r := abi.DecideRequest{Op: op, Proto: e.proto, Port: e.port, Addr: netip.MustParseAddr(a).As16()}
+				out = append(out, r)
+			}
 		}
 	case abi.ObjectProcess:
 		for _, t := range []string{`C:\Windows\System32\lsass.exe`, "/usr/sbin/sshd", "/home/bob/bin/tool"} {
-			out = append(out, abi.DecideRequest{Op: op, Object: t})
+			for _, z := range []string{"system", "guarded", "untrusted"} {
+				out = append(out, abi.DecideRequest{Op: op, Object: t, TargetZone: z})
+			}
 		}
 	}
 	return out
@@ -459,6 +479,9 @@ func (s *suite) semantics() {
 	prepared := false
 	prepare := func(c *check) bool {
 		if prepared {
+			if cl == nil {
+				c.failf("not checked: no instance could be started for the semantic checks")
+			}
 			return cl != nil
 		}
 		prepared = true
@@ -521,6 +544,7 @@ func (s *suite) semantics() {
 					if e.inPlace {
 						how = "exec'd in place"
 					}
+					r.Zone, r.State = ch.zone, ch.state
 					c.failf("%q %s by a %q process (state %q) is zone %q (state %q) and gets %s where its creator gets %s: %s",
 						e.exe, how, p.zone, p.state, ch.zone, ch.state, ca.Verdict, pa.Verdict, reqString(&r))
 				}
@@ -561,6 +585,9 @@ func (s *suite) semantics() {
 					continue
 				}
 				ttls = append(ttls, a.Scope.TTLMillis)
+				if a.Scope.TTLMillis == 0 {
+					continue // never cached: the scope claims nothing (SPEC 10.4)
+				}
 				for _, ns := range neighbourSubjects(subs, si, a.Scope.Subject, rng) {
 					for _, nr := range neighbourObjects(r, a.Scope, corpus, rng) {
 						na, err := ask(ns, nr)
@@ -678,6 +705,12 @@ func neighbourObjects(r abi.DecideRequest, sc abi.Scope, corpus []abi.DecideRequ
 	switch sc.Object {
 	case abi.ObjectPrefix:
 		prefix := r.Object[:sc.PrefixLen]
+		if !abi.IsSeparator(prefix[len(prefix)-1]) {
+			// The whole object, not ending at a separator: the host
+			// looks prefixes up at separators and at the object's end,
+			// so this covers only the object itself (SPEC 10.1).
+			break
+		}
 		sep := "/"
 		if strings.Contains(prefix, `\`) {
 			sep = `\`
@@ -882,14 +915,26 @@ func (s *suite) robustness() {
 				n, _ := r.Encode(buf)
 				e.valid = append(e.valid, slices.Clone(buf[:n]))
 			}
-			big := abi.DecideRequest{Op: abi.OpFileWrite, Zone: strings.Repeat("z", abi.MaxZone), State: strings.Repeat("s", abi.MaxState),
-				Object: "/" + strings.Repeat("d/", (abi.MaxObject-2)/2) + "f", TargetZone: strings.Repeat("t", abi.MaxZone)}
-			n, err := big.Encode(buf)
-			if err != nil {
-				c.failf("suite bug: %v", err)
-				return
+			// A valid request with every string at its maximum length,
+			// for each declared op: it must get a well-formed answer, as
+			// it would in production.
+			for _, op := range abi.Ops() {
+				if !s.meta.Handles(op) {
+					continue
+				}
+				big := abi.DecideRequest{Op: op, Zone: strings.Repeat("z", abi.MaxZone), State: strings.Repeat("s", abi.MaxState),
+					Object: "/" + strings.Repeat("d/", (abi.MaxObject-2)/2) + "f", TargetZone: strings.Repeat("t", abi.MaxZone)}
+				if op.Object() == abi.ObjectEndpoint {
+					big.Object, big.Proto, big.Port = "", abi.ProtoTCP, 443
+				}
+				sent++
+				if _, err := cl.decide(&big); c.stop(err) {
+					break
+				} else if err != nil {
+					failures++
+					c.failf("decide %s with every string at its maximum length: %v", op, err)
+				}
 			}
-			try("with every string at its maximum length", e.export, buf[:n], uint32(n))
 			entries = append(entries, e)
 		}
 		if s.classifies() {
@@ -900,12 +945,11 @@ func (s *suite) robustness() {
 			}
 			big := abi.ClassifyRequest{Exe: "/" + strings.Repeat("e", abi.MaxExe-1), CreatorZone: strings.Repeat("z", abi.MaxZone),
 				CreatorState: strings.Repeat("s", abi.MaxState), CreatorExe: `C:\` + strings.Repeat("x", abi.MaxExe-3)}
-			n, err := big.Encode(buf)
-			if err != nil {
-				c.failf("suite bug: %v", err)
-				return
+			sent++
+			if _, err := cl.classify(&big); err != nil && !c.stop(err) {
+				failures++
+				c.failf("classify with every string at its maximum length: %v", err)
 			}
-			try("with every string at its maximum length", e.export, buf[:n], uint32(n))
 			entries = append(entries, e)
 		}
 		for _, e := range entries {

@@ -48,6 +48,9 @@ type Report struct {
 	// Passed: every required check that ran passed, and none was
 	// skipped for a failed dependency.
 	Passed bool `json:"passed"`
+	// Deselected lists the required checks --only or --skip left out:
+	// a pass with some is a partial one.
+	Deselected []string `json:"deselected,omitempty"`
 }
 
 // Options configure a run. The zero value runs every check with the
@@ -88,6 +91,11 @@ func (o *Options) defaults() {
 	}
 	if o.InitBudget <= 0 {
 		o.InitBudget = time.Second
+	}
+	if o.Limits.InitDeadline <= 0 {
+		// Enforced, not only reported: a plugin that starts slowly
+		// would otherwise cost the budget on every restart.
+		o.Limits.InitDeadline = o.InitBudget
 	}
 }
 
@@ -140,6 +148,9 @@ func Run(ctx context.Context, source string, wasm []byte, o Options) (*Report, e
 		if r.Required && r.Status == Skip && strings.HasPrefix(r.Summary, "not run: ") {
 			s.report.Passed = false
 		}
+		if r.Required && r.Status == Skip && r.Summary == "deselected" {
+			s.report.Deselected = append(s.report.Deselected, r.Name)
+		}
 	}
 	return s.report, nil
 }
@@ -185,6 +196,7 @@ func (s *suite) close() {
 
 // check is the outcome a check function reports.
 type check struct {
+	skip     string // set: the check could not run, and says why ("not run: ...")
 	fail     bool
 	gaveUp   bool // the caller gave up on the plugin; stop has said so
 	summary  string
@@ -228,6 +240,9 @@ func (s *suite) do(name string, needsPlugin bool, f func(c *check)) {
 		}()
 		r.Elapsed = time.Since(start)
 		r.Status, r.Summary = Pass, c.summary
+		if c.skip != "" {
+			r.Status, r.Summary = Skip, c.skip
+		}
 		if c.fail {
 			r.Status = Fail
 			if r.Summary == "" && len(c.evidence) > 0 {
@@ -260,7 +275,7 @@ func (s *suite) static() {
 		s.meta = meta
 		s.report.Metadata = &meta
 	}
-	p, err := s.rt.Compile(s.ctx, s.source, s.wasm, s.o.Config)
+	p, err := s.compile()
 	byCheck := map[string][]string{}
 	for _, se := range host.StaticErrors(err) {
 		byCheck[se.Check] = append(byCheck[se.Check], se.Err.Error())
@@ -289,11 +304,21 @@ func (s *suite) static() {
 			case name == host.CheckWasm || name == host.CheckMetadata || s.plugin != nil:
 				c.summary = s.staticSummary(name)
 			default:
-				c.fail = true
-				c.summary = "not checked: the module failed an earlier check"
+				c.skip = "not run: the module failed an earlier check"
 			}
 		})
 	}
+}
+
+// compile is Runtime.Compile with any panic in the rewriter or the
+// compiler turned into a failure of static.wasm.
+func (s *suite) compile() (p *host.Plugin, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			p, err = nil, &host.StaticError{Check: host.CheckWasm, Err: fmt.Errorf("the host failed on this module: %v", r)}
+		}
+	}()
+	return s.rt.Compile(s.ctx, s.source, s.wasm, s.o.Config)
 }
 
 func (s *suite) staticSummary(name string) string {

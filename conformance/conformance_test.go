@@ -115,6 +115,7 @@ var corpus = []struct {
 	{"start-loop", "lifecycle.sample-config", "start function: deadline", false},
 	{"unknown-import", "static.imports", "imports not allowed (only wasi_snapshot_preview1 functions are): env.system", false},
 	{"huge-memory", "static.memory", "declares an initial memory of 16384 pages (1024 MiB), over the host's limit", false},
+	{"zero-memory", "lifecycle.sample-config", "lies outside memory of 0 bytes", false},
 	{"decide-loop", "vectors", "deadline: exceeded", true},
 	{"decide-trap", "vectors", "trap: wasm error: unreachable", true},
 	{"memory-bomb", "vectors", "call failed", true}, // a trap, or the deadline while growing
@@ -306,6 +307,7 @@ func TestSemanticViolations(t *testing.T) {
 	}{
 		{"escalate", "semantics.inheritance", "more permissive than its creator"},
 		{"widescope", "semantics.scopes", "inside a claimed scope got another verdict"},
+		{"addrscope", "semantics.scopes", "inside a claimed scope got another verdict"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			wasm := buildGoPlugin(t, "testdata/go/"+tc.name)

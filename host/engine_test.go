@@ -597,3 +597,27 @@ func TestInternCopiesAndBounds(t *testing.T) {
 		t.Fatalf("a long string was interned: %d entries", len(fresh.strs))
 	}
 }
+
+// A closed session refuses calls instead of touching freed memory.
+func TestSessionClosed(t *testing.T) {
+	rt := newTestRuntime(t, Limits{})
+	p := loadBehave(t, rt, "behave", 'a')
+	s, err := p.NewSession(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := abi.DecideRequest{Op: abi.OpFileRead, Zone: "z", Object: "/x"}
+	buf := make([]byte, 256)
+	n, _ := req.Encode(buf)
+	if a, err := s.Call(ctx, abi.ExportDecide, buf[:n], uint32(n)); err != nil || a.RC <= 0 || a.Bytes == nil {
+		t.Fatalf("%+v %v", a, err)
+	}
+	s.Close(ctx)
+	s.Close(ctx)
+	if _, err := s.Call(ctx, abi.ExportDecide, buf[:n], uint32(n)); !errors.Is(err, ErrSessionBroken) {
+		t.Fatalf("call after Close: %v", err)
+	}
+	if s.MemoryBytes() != 0 || s.BufferSize() != 0 {
+		t.Fatal("a closed session reports memory")
+	}
+}

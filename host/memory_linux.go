@@ -19,15 +19,35 @@ import (
 type mmapAllocator struct{}
 
 func (mmapAllocator) Allocate(cap, max uint64) experimental.LinearMemory {
+	// wazero never expects nil: a memory that cannot be mapped (none at
+	// all, or the mapping refused) falls back to a heap slice.
 	if max == 0 || max > 1<<32 {
-		return nil
+		return &heapMemory{max: max}
 	}
 	b, err := unix.Mmap(-1, 0, int(max), unix.PROT_NONE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
 	if err != nil {
-		return nil
+		return &heapMemory{max: max}
 	}
 	return &mmapMemory{buf: b}
 }
+
+// heapMemory is wazero's default behaviour: a Go slice grown by copying.
+type heapMemory struct {
+	buf []byte
+	max uint64
+}
+
+func (m *heapMemory) Reallocate(size uint64) []byte {
+	if size > m.max {
+		return nil
+	}
+	if size > uint64(len(m.buf)) {
+		m.buf = append(m.buf, make([]byte, size-uint64(len(m.buf)))...)
+	}
+	return m.buf[:size:size]
+}
+
+func (m *heapMemory) Free() { m.buf = nil }
 
 type mmapMemory struct {
 	buf       []byte // the whole reservation

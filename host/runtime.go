@@ -91,10 +91,14 @@ func monoNow() int64 { return int64(time.Since(monoStart)) }
 // Runtime compiles and runs plugins. One Runtime serves any number of
 // plugins; it owns the WebAssembly engine and must be closed.
 type Runtime struct {
-	rt     wazero.Runtime
-	wasi   map[string]bool // WASI function names
-	limits Limits
-	log    hclog.Logger
+	// creating counts instances being created in the background; Close
+	// waits for them, since closing runs under a guest that still runs
+	// would unmap its memory.
+	creating sync.WaitGroup
+	rt       wazero.Runtime
+	wasi     map[string]bool // WASI function names
+	limits   Limits
+	log      hclog.Logger
 }
 
 // RuntimeOptions configure a Runtime.
@@ -157,7 +161,13 @@ func DefaultCacheDir() string {
 }
 
 // Close releases every plugin compiled by r.
-func (r *Runtime) Close(ctx context.Context) error { return r.rt.Close(ctx) }
+// Close waits for instances still being created in the background (each
+// bounded by the init deadline), then releases everything. Calls must
+// have returned.
+func (r *Runtime) Close(ctx context.Context) error {
+	r.creating.Wait()
+	return r.rt.Close(ctx)
+}
 
 // Plugin is a compiled, verified plugin with a pool of instances.
 type Plugin struct {
@@ -174,6 +184,9 @@ type Plugin struct {
 	idle   chan *instance
 	slots  chan struct{} // one token per live instance
 	closed atomic.Bool
+	// creating counts this plugin's background instantiations (see
+	// Runtime.creating); Close waits for them.
+	creating sync.WaitGroup
 
 	calls, failures atomic.Uint64
 	consecutive     atomic.Int64
@@ -408,6 +421,7 @@ func (p *Plugin) Info() PluginInfo {
 // when they finish.
 func (p *Plugin) Close(ctx context.Context) error {
 	p.closed.Store(true)
+	p.creating.Wait() // each bounded by the init deadline
 	for {
 		select {
 		case inst := <-p.idle:
@@ -488,7 +502,7 @@ func (e *CallError) Unwrap() error { return ErrPluginFailed }
 func (p *Plugin) newInstance(ctx context.Context, config []byte) (inst *instance, err error) {
 	mc := wazero.NewModuleConfig().WithName("").WithStartFunctions().
 		WithStdout(&logWriter{log: p.log, stream: "stdout"}).WithStderr(&logWriter{log: p.log, stream: "stderr"})
-	mod, err := p.r.rt.InstantiateModule(experimental.WithMemoryAllocator(ctx, memoryAllocator()), p.compiled, mc)
+	mod, err := p.instantiate(ctx, mc)
 	if err != nil {
 		return nil, fmt.Errorf("instantiating: %v", err)
 	}
@@ -552,6 +566,18 @@ func (p *Plugin) newInstance(ctx context.Context, config []byte) (inst *instance
 		return nil, fmt.Errorf("%s returned %d, want 0 or a negative error code", abi.ExportInit, rc)
 	}
 	return inst, nil
+}
+
+// instantiate instantiates the compiled module, turning a panic in the
+// runtime (a module it cannot set up) into an error: a plugin must never
+// take the host down, least of all from a background goroutine.
+func (p *Plugin) instantiate(ctx context.Context, mc wazero.ModuleConfig) (mod api.Module, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			mod, err = nil, fmt.Errorf("the runtime failed to set the module up: %v", r)
+		}
+	}()
+	return p.r.rt.InstantiateModule(experimental.WithMemoryAllocator(ctx, memoryAllocator()), p.compiled, mc)
 }
 
 // call runs fn with at most one i32 argument under a deadline. The result
@@ -639,12 +665,16 @@ func (p *Plugin) grow() {
 	}
 	select {
 	case p.slots <- struct{}{}:
+		p.creating.Add(1)
+		p.r.creating.Add(1)
 		go p.create()
 	default:
 	}
 }
 
 func (p *Plugin) create() {
+	defer p.r.creating.Done()
+	defer p.creating.Done()
 	inst, err := p.newInstance(context.Background(), p.config)
 	if err != nil {
 		<-p.slots

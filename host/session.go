@@ -26,8 +26,11 @@ type Session struct {
 	InitTime time.Duration // instantiation, initializers and lineage_init
 }
 
-// ErrSessionBroken is returned by calls after one that failed.
+// ErrSessionBroken is returned by calls after one that failed, or after
+// Close.
 var ErrSessionBroken = errors.New("session ended by an earlier failed call")
+
+var errSessionClosed = errors.New("the session was closed")
 
 // NewSession instantiates the plugin with config (the plugin's own config
 // when nil) and runs its initializers and lineage_init under the init
@@ -54,7 +57,7 @@ type Answer struct {
 	// negative abi.ErrorCode.
 	RC int32
 	// Bytes is a copy of the answer (RC bytes of the buffer) when RC >= 0
-	// and within the buffer; nil otherwise.
+	// and within the buffer, non-nil even when empty; nil otherwise.
 	Bytes []byte
 	// Message is the error message when RC < 0.
 	Message string
@@ -96,16 +99,33 @@ func (s *Session) Call(ctx context.Context, export string, req []byte, n uint32)
 		return a, nil
 	}
 	if b, ok := inst.mem.Read(inst.buf, uint32(rc)); ok && uint32(rc) <= inst.size {
-		a.Bytes = append([]byte(nil), b...)
+		a.Bytes = append(make([]byte, 0, len(b)), b...) // non-nil, even when empty
 	}
 	return a, nil
 }
 
-// MemoryBytes is the instance's current linear memory size.
-func (s *Session) MemoryBytes() uint32 { return s.inst.mem.Size() }
+// MemoryBytes is the instance's current linear memory size (0 once
+// closed).
+func (s *Session) MemoryBytes() uint32 {
+	if s.inst == nil {
+		return 0
+	}
+	return s.inst.mem.Size()
+}
 
 // BufferSize is the size of the plugin's I/O buffer.
-func (s *Session) BufferSize() uint32 { return s.inst.size }
+func (s *Session) BufferSize() uint32 {
+	if s.inst == nil {
+		return 0
+	}
+	return s.inst.size
+}
 
-// Close releases the instance.
-func (s *Session) Close(ctx context.Context) { s.inst.close(ctx) }
+// Close releases the instance; later calls return ErrSessionBroken.
+func (s *Session) Close(ctx context.Context) {
+	if s.inst != nil {
+		s.inst.close(ctx)
+		s.inst = nil
+		s.broken = errSessionClosed
+	}
+}

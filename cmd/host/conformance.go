@@ -44,6 +44,9 @@ the suite cannot run (bad flags, unreadable file).
 	if fs.NArg() != 1 {
 		return fmt.Errorf("want one PLUGIN.wasm argument, got %d: %w", fs.NArg(), errUsage)
 	}
+	if *calls < 1 || *fuzz < 1 {
+		return fmt.Errorf("--calls and --fuzz must be at least 1: %w", errUsage)
+	}
 	path := fs.Arg(0)
 	wasm, err := os.ReadFile(path)
 	if err != nil {
@@ -132,6 +135,8 @@ func printReport(w io.Writer, rep *conformance.Report, verbose bool) {
 	verdict := "PASSED"
 	if !rep.Passed {
 		verdict = "FAILED"
+	} else if len(rep.Deselected) > 0 {
+		verdict = fmt.Sprintf("PASSED (partial: %d required checks not selected)", len(rep.Deselected))
 	}
 	fmt.Fprintf(w, "\n%s: %d passed, %d failed, %d skipped\n", verdict, pass, fail, skip)
 }

@@ -78,6 +78,7 @@ func TestReplayBrokenPlugins(t *testing.T) {
 		{"start-loop", "start function: deadline"},
 		{"unknown-import", "env.system"},
 		{"huge-memory", "declares an initial memory of 16384 pages"},
+		{"zero-memory", "lies outside memory of 0 bytes"},
 		{"decide-loop", ""},
 		{"decide-trap", ""},
 		{"memory-bomb", ""},

@@ -11,7 +11,7 @@ annotate() { go run ./sdk/go/cmd/lineage-annotate -name "$1" -version 1.0.0 -ven
 
 # Plugins written in WAT, annotated with their metadata like any plugin.
 for name in good no-exports start-loop decide-loop decide-trap memory-bomb recursion \
-	garbage-verdict garbage-length garbage-offset unknown-import huge-memory; do
+	garbage-verdict garbage-length garbage-offset unknown-import huge-memory zero-memory; do
 	wat2wasm "$src/$name.wat" -o "$out/$name.wasm"
 	annotate "$name"
 done
