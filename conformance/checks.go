@@ -2,10 +2,10 @@ package conformance
 
 import (
 	"encoding/hex"
-	"net/netip"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"slices"
 	"sort"
 	"strings"
