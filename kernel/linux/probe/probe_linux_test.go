@@ -3,26 +3,15 @@
 package probe
 
 import (
-	"os"
 	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"lineage.dev/lineage/kernel/linux/internal/privtest"
 )
 
-// privileged skips the test unless it runs as root, and fails it instead
-// when LINEAGE_REQUIRE_PRIVILEGED=1 (CI and make e2e set it), so a
-// privileged test never passes by skipping there.
-func privileged(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("LINEAGE_REQUIRE_PRIVILEGED") == "1" {
-		t.Fatal("needs root, and LINEAGE_REQUIRE_PRIVILEGED=1 forbids skipping")
-	}
-	t.Skip("needs root (set LINEAGE_REQUIRE_PRIVILEGED=1 to make this a failure)")
-}
+func privileged(t *testing.T) { privtest.Require(t) }
 
 // What the project's machines have (see the developers' brief): fanotify
 // permission events, Landlock and seccomp user notification, as root.

@@ -1,0 +1,314 @@
+//go:build linux
+
+// Package fanotify answers fanotify permission events (FAN_OPEN_PERM,
+// FAN_OPEN_EXEC_PERM) through a handler, with the guarantees a permission
+// hook must give whatever the handler does: every event is answered exactly
+// once and within a deadline that does not depend on the handler, events
+// about this process are allowed at once (it must never wait for itself),
+// a full internal queue and a kernel queue overflow are counted and follow
+// a configured verdict, and closing the listener releases every pending
+// event (the kernel allows what a closed group did not answer).
+//
+// It imports neither host/ nor wazero: events go out as plain values and
+// verdicts come back as booleans.
+package fanotify
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"lineage.dev/lineage/abi"
+)
+
+// Kind is what the process is doing.
+type Kind uint8
+
+const (
+	Open Kind = iota // open(2) of a file: FAN_OPEN_PERM
+	Exec             // execve(2), or the ELF interpreter or a library opened for execution: FAN_OPEN_EXEC_PERM
+)
+
+func (k Kind) String() string {
+	if k == Exec {
+		return "exec"
+	}
+	return "open"
+}
+
+// Event is one permission request.
+type Event struct {
+	Kind Kind
+	PID  int32      // the process asking (its thread group id)
+	Path string     // the file, from the event's descriptor
+	FS   abi.FSKind // the file's filesystem kind, from fstatfs on the descriptor
+}
+
+// Handler decides an event: true allows. It may take as long as it likes;
+// the listener answers with Config.DeadlineVerdict when the deadline
+// passes first, and the handler's late verdict is then dropped.
+type Handler func(ctx context.Context, ev *Event) (allow bool)
+
+// Config configures a Listener. Zero fields take their defaults.
+type Config struct {
+	// Deadline bounds the time from reading an event to answering it
+	// (default 100ms).
+	Deadline time.Duration
+	// DeadlineAllow is the verdict when the handler misses the deadline
+	// (default false: deny).
+	DeadlineAllow bool
+	// QueueFullAllow is the verdict for an event that finds every worker
+	// busy and the queue full (default false: deny).
+	QueueFullAllow bool
+	// Workers run the handler concurrently (default 4); Queue events wait
+	// for one (default 1024).
+	Workers, Queue int
+}
+
+func (c *Config) defaults() {
+	if c.Deadline <= 0 {
+		c.Deadline = 100 * time.Millisecond
+	}
+	if c.Workers <= 0 {
+		c.Workers = 4
+	}
+	if c.Queue <= 0 {
+		c.Queue = 1024
+	}
+}
+
+// Stats are cumulative counters.
+type Stats struct {
+	Events    uint64 // permission events read
+	Allowed   uint64
+	Denied    uint64
+	Self      uint64 // events about this process, allowed at once
+	Deadline  uint64 // answered with the deadline verdict
+	QueueFull uint64 // answered with the queue-full verdict
+	Overflow  uint64 // kernel queue overflows (events lost by the kernel)
+}
+
+// Listener is one fanotify permission group.
+type Listener struct {
+	cfg   Config
+	f     *os.File // the group's descriptor, non-blocking, on the runtime poller
+	fd    int
+	self  int32
+	queue chan *pending
+	stats struct {
+		events, allowed, denied, self, deadline, queueFull, overflow atomic.Uint64
+	}
+	wmu      sync.Mutex // serializes responses with each other and with Close
+	closed   bool       // under wmu: the group's descriptor is closed (its number may be reused)
+	closeErr error
+}
+
+// pending is an event waiting for its answer.
+type pending struct {
+	ev       Event
+	fd       int // the event's descriptor
+	answered atomic.Bool
+	timer    *time.Timer // set before the event is queued; answer never reads it
+}
+
+// New creates a permission group. It needs CAP_SYS_ADMIN. Nothing is
+// marked yet: see Mark.
+func New(cfg Config) (*Listener, error) {
+	cfg.defaults()
+	fd, err := unix.FanotifyInit(unix.FAN_CLASS_CONTENT|unix.FAN_CLOEXEC|unix.FAN_NONBLOCK|unix.FAN_UNLIMITED_QUEUE,
+		unix.O_RDONLY|unix.O_LARGEFILE|unix.O_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("fanotify_init: %w", err)
+	}
+	return &Listener{
+		cfg: cfg, fd: fd, f: os.NewFile(uintptr(fd), "fanotify"), self: int32(os.Getpid()),
+		queue: make(chan *pending, cfg.Queue),
+	}, nil
+}
+
+// Mask bits for Mark.
+const (
+	MaskOpen = unix.FAN_OPEN_PERM
+	MaskExec = unix.FAN_OPEN_EXEC_PERM
+)
+
+// Mark watches the mount that holds path, for the events in mask. Mark
+// only mounts the listener is meant to guard: a listener that stops
+// answering blocks every process that touches a marked file until it is
+// closed.
+func (l *Listener) Mark(path string, mask uint64) error {
+	if err := unix.FanotifyMark(l.fd, unix.FAN_MARK_ADD|unix.FAN_MARK_MOUNT, mask, unix.AT_FDCWD, path); err != nil {
+		return fmt.Errorf("fanotify_mark %s: %w", path, err)
+	}
+	return nil
+}
+
+// Stats returns the counters.
+func (l *Listener) Stats() Stats {
+	s := &l.stats
+	return Stats{
+		Events: s.events.Load(), Allowed: s.allowed.Load(), Denied: s.denied.Load(), Self: s.self.Load(),
+		Deadline: s.deadline.Load(), QueueFull: s.queueFull.Load(), Overflow: s.overflow.Load(),
+	}
+}
+
+// Run reads and answers events until ctx ends or the listener is closed.
+// It returns nil then, or the error that stopped it.
+func (l *Listener) Run(ctx context.Context, h Handler) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for i := 0; i < l.cfg.Workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l.work(wctx, h)
+		}()
+	}
+	stop := context.AfterFunc(ctx, func() { l.Close() })
+	defer stop()
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := l.f.Read(buf)
+		if err != nil {
+			if errors.Is(err, os.ErrClosed) || ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("reading fanotify events: %w", err)
+		}
+		l.dispatch(buf[:n])
+	}
+}
+
+// dispatch parses a read's worth of events and hands each to a worker.
+func (l *Listener) dispatch(b []byte) {
+	const metaLen = int(unsafe.Sizeof(unix.FanotifyEventMetadata{}))
+	for len(b) >= metaLen {
+		m := unix.FanotifyEventMetadata{
+			Event_len: binary.NativeEndian.Uint32(b[0:]),
+			Vers:      b[4],
+			Mask:      binary.NativeEndian.Uint64(b[8:]),
+			Fd:        int32(binary.NativeEndian.Uint32(b[16:])),
+			Pid:       int32(binary.NativeEndian.Uint32(b[20:])),
+		}
+		if m.Vers != unix.FANOTIFY_METADATA_VERSION || m.Event_len < uint32(metaLen) || int(m.Event_len) > len(b) {
+			// A format this code does not know: nothing in the buffer can
+			// be trusted, and the events in it are answered when the
+			// group closes. Counted as an overflow.
+			l.stats.overflow.Add(1)
+			return
+		}
+		b = b[m.Event_len:]
+		if m.Mask&unix.FAN_Q_OVERFLOW != 0 || m.Fd == unix.FAN_NOFD {
+			l.stats.overflow.Add(1)
+			continue
+		}
+		l.stats.events.Add(1)
+		p := &pending{fd: int(m.Fd), ev: Event{PID: m.Pid, Kind: Open}}
+		if m.Mask&unix.FAN_OPEN_EXEC_PERM != 0 {
+			p.ev.Kind = Exec
+		}
+		if m.Pid == l.self {
+			l.stats.self.Add(1)
+			l.answer(p, true, nil)
+			continue
+		}
+		// The deadline runs from now, whatever happens to the event.
+		p.timer = time.AfterFunc(l.cfg.Deadline, func() { l.answer(p, l.cfg.DeadlineAllow, &l.stats.deadline) })
+		select {
+		case l.queue <- p:
+		default:
+			l.answer(p, l.cfg.QueueFullAllow, &l.stats.queueFull)
+			p.timer.Stop()
+		}
+	}
+}
+
+func (l *Listener) work(ctx context.Context, h Handler) {
+	for {
+		select {
+		case <-ctx.Done():
+			// Events left in the queue are answered by the deadline
+			// timers, or by the kernel when the group closes.
+			return
+		case p := <-l.queue:
+			if p.answered.Load() {
+				continue // the deadline passed while it waited
+			}
+			p.ev.Path, _ = os.Readlink("/proc/self/fd/" + strconv.Itoa(p.fd))
+			p.ev.FS = fsKind(p.fd)
+			allow := h(ctx, &p.ev)
+			l.answer(p, allow, nil)
+			// The timer was set before the event was queued, so reading
+			// it here is ordered after that; if it fired meanwhile, its
+			// answer came first and this one was dropped.
+			p.timer.Stop()
+		}
+	}
+}
+
+// answer writes the verdict for p unless it was answered already, and
+// counts it (and in extra, if given).
+func (l *Listener) answer(p *pending, allow bool, extra *atomic.Uint64) {
+	if !p.answered.CompareAndSwap(false, true) {
+		return
+	}
+	resp := uint32(unix.FAN_DENY)
+	if allow {
+		resp = unix.FAN_ALLOW
+		l.stats.allowed.Add(1)
+	} else {
+		l.stats.denied.Add(1)
+	}
+	if extra != nil {
+		extra.Add(1)
+	}
+	var b [8]byte
+	binary.NativeEndian.PutUint32(b[0:], uint32(p.fd))
+	binary.NativeEndian.PutUint32(b[4:], resp)
+	l.wmu.Lock()
+	// Once the group is closed the kernel has allowed the event already,
+	// and l.fd may name another file by now: write nothing.
+	if !l.closed {
+		unix.Write(l.fd, b[:])
+	}
+	l.wmu.Unlock()
+	unix.Close(p.fd)
+}
+
+// Close closes the group: the kernel allows every event not yet answered,
+// so no process stays blocked. It is safe to call more than once.
+func (l *Listener) Close() error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	if !l.closed {
+		l.closed = true
+		l.closeErr = l.f.Close()
+	}
+	return l.closeErr
+}
+
+// fsKind classifies the filesystem of an open file: network filesystems
+// by their magic numbers; removable media are not told apart here yet.
+func fsKind(fd int) abi.FSKind {
+	var st unix.Statfs_t
+	if unix.Fstatfs(fd, &st) != nil {
+		return abi.FSLocal
+	}
+	switch uint32(st.Type) {
+	case unix.NFS_SUPER_MAGIC, unix.CIFS_SUPER_MAGIC, 0xfe534d42 /* SMB2 */, unix.SMB_SUPER_MAGIC,
+		unix.CODA_SUPER_MAGIC, unix.AFS_SUPER_MAGIC, unix.AFS_FS_MAGIC, unix.V9FS_MAGIC, unix.CEPH_SUPER_MAGIC:
+		return abi.FSNetwork
+	}
+	return abi.FSLocal
+}

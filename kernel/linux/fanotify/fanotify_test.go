@@ -1,0 +1,236 @@
+//go:build linux
+
+package fanotify
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"lineage.dev/lineage/abi"
+	"lineage.dev/lineage/kernel/linux/internal/privtest"
+)
+
+// guarded mounts a tmpfs made for the test, fills it, and starts a
+// listener marking only that mount. Cleanup closes the listener (which
+// releases any event still pending) before unmounting.
+func guarded(t *testing.T, cfg Config, h Handler) (string, *Listener) {
+	t.Helper()
+	privtest.Require(t)
+	dir := t.TempDir()
+	if err := unix.Mount("lineage-test", dir, "tmpfs", 0, "size=16m,mode=0755"); err != nil {
+		t.Fatalf("mounting a tmpfs for the test: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+			t.Errorf("unmounting %s: %v", dir, err)
+		}
+	})
+	for _, f := range []string{"allow.txt", "deny.txt"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("data\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	truePath, err := exec.LookPath("true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin, err := os.ReadFile(truePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"allow-true", "deny-true"} {
+		if err := os.WriteFile(filepath.Join(dir, f), bin, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	t.Cleanup(func() {
+		cancel()
+		l.Close()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	if err := l.Mark(dir, MaskOpen|MaskExec); err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- l.Run(ctx, h) }()
+	return dir, l
+}
+
+// run runs a command with a bound on its time, returning its combined
+// output and error.
+func run(t *testing.T, name string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("%s %v hung", name, args)
+	}
+	return string(out), err
+}
+
+func denyByName(_ context.Context, ev *Event) bool {
+	return !strings.HasPrefix(filepath.Base(ev.Path), "deny")
+}
+
+func TestOpenAndExecVerdicts(t *testing.T) {
+	var mu sync.Mutex
+	var seen []Event
+	dir, l := guarded(t, Config{}, func(ctx context.Context, ev *Event) bool {
+		mu.Lock()
+		seen = append(seen, *ev)
+		mu.Unlock()
+		return denyByName(ctx, ev)
+	})
+	if out, err := run(t, "cat", filepath.Join(dir, "allow.txt")); err != nil || out != "data\n" {
+		t.Fatalf("reading an allowed file: %q %v", out, err)
+	}
+	if out, err := run(t, "cat", filepath.Join(dir, "deny.txt")); err == nil || !strings.Contains(out, "Operation not permitted") {
+		t.Fatalf("reading a denied file: %q %v, want EPERM", out, err)
+	}
+	if _, err := run(t, filepath.Join(dir, "allow-true")); err != nil {
+		t.Fatalf("running an allowed program: %v", err)
+	}
+	if _, err := run(t, filepath.Join(dir, "deny-true")); err == nil || !strings.Contains(err.Error(), "operation not permitted") {
+		t.Fatalf("running a denied program: %v, want EPERM", err)
+	}
+	// This process's own opens are never sent to the handler, and never
+	// wait: the listener allows them at once.
+	if b, err := os.ReadFile(filepath.Join(dir, "deny.txt")); err != nil || !bytes.Equal(b, []byte("data\n")) {
+		t.Fatalf("the listener's own process was blocked: %v", err)
+	}
+	st := l.Stats()
+	if st.Self == 0 || st.Denied < 2 || st.Allowed < 2 || st.Deadline != 0 || st.QueueFull != 0 {
+		t.Errorf("stats %+v", st)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var execs, opens int
+	for _, ev := range seen {
+		if ev.PID == int32(os.Getpid()) {
+			t.Errorf("the handler saw an event of the listener's own process: %+v", ev)
+		}
+		if ev.FS != abi.FSLocal {
+			t.Errorf("tmpfs reported as %v", ev.FS)
+		}
+		switch ev.Kind {
+		case Exec:
+			execs++
+		case Open:
+			opens++
+		}
+	}
+	if execs < 2 || opens < 2 {
+		t.Errorf("%d exec and %d open events: %+v", execs, opens, seen)
+	}
+}
+
+// A handler that never answers in time gets the deadline verdict, and the
+// process waits about the deadline, not the handler.
+func TestDeadline(t *testing.T) {
+	for _, allow := range []bool{false, true} {
+		t.Run(map[bool]string{false: "deny", true: "allow"}[allow], func(t *testing.T) {
+			dir, l := guarded(t, Config{Deadline: 50 * time.Millisecond, DeadlineAllow: allow}, func(ctx context.Context, ev *Event) bool {
+				<-ctx.Done() // never decides
+				return true
+			})
+			start := time.Now()
+			_, err := run(t, "cat", filepath.Join(dir, "allow.txt"))
+			took := time.Since(start)
+			if (err == nil) != allow {
+				t.Fatalf("deadline verdict allow=%v: cat error %v", allow, err)
+			}
+			if st := l.Stats(); st.Deadline == 0 {
+				t.Fatalf("stats %+v: no deadline verdict counted", st)
+			}
+			t.Logf("cat took %v with a 50ms deadline", took)
+		})
+	}
+}
+
+// Closing the listener releases a process that waits for an answer.
+func TestCloseReleasesPending(t *testing.T) {
+	asked := make(chan struct{}, 1)
+	dir, l := guarded(t, Config{Deadline: time.Hour}, func(ctx context.Context, ev *Event) bool {
+		select {
+		case asked <- struct{}{}:
+		default:
+		}
+		<-ctx.Done()
+		return false
+	})
+	cmd := exec.Command("cat", filepath.Join(dir, "allow.txt"))
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-asked:
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("the handler was never asked")
+	}
+	l.Close()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil || out.String() != "data\n" {
+			t.Fatalf("after Close: %v %q, want the open allowed", err, out.String())
+		}
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("the process stayed blocked after the listener closed")
+	}
+}
+
+// With every worker busy and no queue room, an event gets the queue-full
+// verdict at once.
+func TestQueueFull(t *testing.T) {
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	dir, l := guarded(t, Config{Workers: 1, Queue: 1, Deadline: 5 * time.Second, QueueFullAllow: false}, func(ctx context.Context, ev *Event) bool {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return true
+	})
+	// The first cat occupies the worker, the second the queue; the third
+	// finds both taken.
+	var wg sync.WaitGroup
+	for i := 0; i < 2; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); run(t, "cat", filepath.Join(dir, "allow.txt")) }()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for l.Stats().Events < 2 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, err := run(t, "cat", filepath.Join(dir, "allow.txt")); err == nil {
+		t.Fatal("the third open was allowed with the queue full")
+	}
+	if st := l.Stats(); st.QueueFull == 0 {
+		t.Fatalf("stats %+v: no queue-full verdict counted", st)
+	}
+	release <- struct{}{}
+	release <- struct{}{}
+	wg.Wait()
+}
