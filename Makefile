@@ -9,7 +9,7 @@ WASM_FLAGS  := -buildmode=c-shared -trimpath -ldflags=-buildid=
 ANNOTATE    := $(GO) run ./sdk/go/cmd/lineage-annotate
 SCENARIO    ?= testdata/scenarios/origin.jsonl
 
-.PHONY: all host plugins embed demo test bench fuzz conformance corpus clean
+.PHONY: all host plugins embed demo test bench fuzz conformance corpus generate clean
 
 all: host plugins
 
@@ -43,6 +43,11 @@ conformance: host plugins
 # Rebuild the broken-plugin corpus (needs wat2wasm, Debian package wabt).
 corpus:
 	conformance/testdata/build.sh
+
+# Regenerate the eBPF objects and their Go bindings (needs clang and
+# libbpf-dev); the results are committed.
+generate:
+	$(GO) generate ./kernel/...
 
 test:
 	$(GO) vet ./...

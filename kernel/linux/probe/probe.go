@@ -41,11 +41,11 @@ func (r Result) String() string { return fmt.Sprintf("%s: %s (%s)", r.Feature, r
 
 // Feature names.
 const (
-	FanotifyPerm = "fanotify permission events" // FAN_OPEN_PERM, FAN_OPEN_EXEC_PERM
-	Tracepoints  = "sched tracepoints"          // sched_process_fork/exec/exit, for eBPF
-	CgroupV2     = "cgroup v2"                  // for eBPF cgroup programs (network)
-	Landlock     = "Landlock"                   // sandboxed launch
-	SeccompNotif = "seccomp user notification"  // sandboxed launch
+	FanotifyPerm    = "fanotify permission events" // FAN_OPEN_PERM, FAN_OPEN_EXEC_PERM
+	ProcessTracking = "eBPF process tracking"      // raw tracepoints, ring buffer, BTF (kernel/linux/proctrack)
+	CgroupV2        = "cgroup v2"                  // for eBPF cgroup programs (network)
+	Landlock        = "Landlock"                   // sandboxed launch
+	SeccompNotif    = "seccomp user notification"  // sandboxed launch
 )
 
 var (

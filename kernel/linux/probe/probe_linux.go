@@ -6,15 +6,18 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"unsafe"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/features"
+	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 )
 
 func probeAll() []Result {
-	return []Result{fanotifyPerm(), tracepoints(), cgroupV2(), landlock(), seccompNotif()}
+	return []Result{fanotifyPerm(), processTracking(), cgroupV2(), landlock(), seccompNotif()}
 }
 
 // fanotifyPerm opens a permission-class fanotify group and checks that the
@@ -50,30 +53,37 @@ func fanotifyPerm() Result {
 	return Result{FanotifyPerm, Available, "FAN_OPEN_PERM and FAN_OPEN_EXEC_PERM"}
 }
 
-// tracefsDirs are where tracefs is usually mounted.
-var tracefsDirs = []string{"/sys/kernel/tracing", "/sys/kernel/debug/tracing"}
-
-func tracepoints() Result {
-	for _, d := range tracefsDirs {
-		var st unix.Statfs_t
-		if unix.Statfs(d, &st) != nil || st.Type != unix.TRACEFS_MAGIC {
-			continue
-		}
-		var missing []string
-		for _, ev := range []string{"sched_process_fork", "sched_process_exec", "sched_process_exit"} {
-			if _, err := os.Stat(filepath.Join(d, "events/sched", ev, "id")); err != nil {
-				missing = append(missing, ev)
-			}
-		}
-		if len(missing) > 0 {
-			return Result{Tracepoints, NotSupported, "tracefs at " + d + " lacks " + strings.Join(missing, ", ")}
-		}
-		return Result{Tracepoints, Available, "sched_process_fork/exec/exit under " + d}
+// processTracking checks what kernel/linux/proctrack needs: raw
+// tracepoint programs, BPF ring buffers and the kernel's BTF (for CO-RE).
+func processTracking() Result {
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return Result{ProcessTracking, Inconclusive, "lifting the memlock limit: " + err.Error()}
 	}
-	if _, err := os.Stat("/sys/kernel/tracing"); err != nil {
-		return Result{Tracepoints, NotSupported, "no /sys/kernel/tracing: the kernel has no tracefs"}
+	var missing []string
+	for _, c := range []struct {
+		what string
+		err  error
+	}{
+		{"raw tracepoint programs", features.HaveProgramType(ebpf.RawTracepoint)},
+		{"BPF ring buffers (Linux 5.8)", features.HaveMapType(ebpf.RingBuf)},
+	} {
+		switch {
+		case c.err == nil:
+		case errors.Is(c.err, ebpf.ErrNotSupported):
+			missing = append(missing, c.what)
+		case errors.Is(c.err, unix.EPERM):
+			return Result{ProcessTracking, NotSupported, "loading eBPF programs needs root (CAP_BPF and CAP_PERFMON)"}
+		default:
+			return Result{ProcessTracking, Inconclusive, c.what + ": " + c.err.Error()}
+		}
 	}
-	return Result{Tracepoints, Inconclusive, "tracefs is not mounted at /sys/kernel/tracing (the agent mounts it when it starts)"}
+	if _, err := btf.LoadKernelSpec(); err != nil {
+		missing = append(missing, "kernel BTF (/sys/kernel/btf/vmlinux): "+err.Error())
+	}
+	if len(missing) > 0 {
+		return Result{ProcessTracking, NotSupported, "the kernel lacks " + strings.Join(missing, ", ")}
+	}
+	return Result{ProcessTracking, Available, "raw tracepoints sched_process_fork/exec/exit, ring buffer, BTF"}
 }
 
 // cgroupDirs are where a cgroup v2 hierarchy is usually mounted, the

@@ -6,8 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"golang.org/x/sys/unix"
-
 	"lineage.dev/lineage/kernel/linux/internal/privtest"
 )
 
@@ -17,7 +15,7 @@ func privileged(t *testing.T) { privtest.Require(t) }
 // permission events, Landlock and seccomp user notification, as root.
 func TestProbesAsRoot(t *testing.T) {
 	privileged(t)
-	for _, f := range []string{FanotifyPerm, Landlock, SeccompNotif} {
+	for _, f := range []string{FanotifyPerm, ProcessTracking, Landlock, SeccompNotif} {
 		if r := Get(f); r.State != Available {
 			t.Errorf("%v: want available on this machine", r)
 		}
@@ -25,29 +23,9 @@ func TestProbesAsRoot(t *testing.T) {
 	t.Logf("\n%s", Summary())
 }
 
-// The tracepoint probe finds tracefs where it is mounted: on a mount made
-// for the test, inconclusive before it, available after.
-func TestTracepointsOnTestMount(t *testing.T) {
-	privileged(t)
-	dir := t.TempDir()
-	saved := tracefsDirs
-	t.Cleanup(func() { tracefsDirs = saved })
-	tracefsDirs = []string{dir}
-	if r := tracepoints(); r.State == Available {
-		t.Fatalf("before mounting: %v", r)
-	}
-	if err := unix.Mount("nodev", dir, "tracefs", 0, ""); err != nil {
-		t.Fatalf("mounting tracefs on %s: %v", dir, err)
-	}
-	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
-	if r := tracepoints(); r.State != Available || !strings.Contains(r.Detail, dir) {
-		t.Fatalf("after mounting: %v", r)
-	}
-}
-
 func TestSummaryNamesEveryFeature(t *testing.T) {
 	s := Summary()
-	for _, f := range []string{FanotifyPerm, Tracepoints, CgroupV2, Landlock, SeccompNotif} {
+	for _, f := range []string{FanotifyPerm, ProcessTracking, CgroupV2, Landlock, SeccompNotif} {
 		if !strings.Contains(s, f) {
 			t.Errorf("summary lacks %q:\n%s", f, s)
 		}

@@ -4,7 +4,7 @@ package probe
 
 func probeAll() []Result {
 	var out []Result
-	for _, f := range []string{FanotifyPerm, Tracepoints, CgroupV2, Landlock, SeccompNotif} {
+	for _, f := range []string{FanotifyPerm, ProcessTracking, CgroupV2, Landlock, SeccompNotif} {
 		out = append(out, Result{f, NotSupported, "not Linux"})
 	}
 	return out

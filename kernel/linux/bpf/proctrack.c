@@ -1,0 +1,118 @@
+// proctrack: process creation, image replacement and exit, as the kernel
+// sees them, for Lineage's process table (kernel/linux/proctrack loads it).
+//
+// Raw tracepoints hand the programs the task structures themselves, so
+// identity is exact: the creator is the task that called fork/clone (not
+// the parent a child may later be re-parented to, and not CLONE_PARENT's
+// real_parent), and every process is named by its thread group id and its
+// start_boottime, which /proc shows (in clock ticks) as field 22 of stat.
+// Field offsets come from the running kernel's BTF (CO-RE), so the object
+// needs no kernel headers and runs on any kernel with BTF.
+//
+// Build: go generate ./kernel/linux/proctrack (needs clang; the generated
+// object and Go bindings are committed, so go build does not).
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+// Only the fields used here; CO-RE relocates them against the kernel's own
+// layout.
+struct task_struct {
+	int pid;
+	int tgid;
+	unsigned long long start_boottime;
+	struct task_struct *group_leader;
+} __attribute__((preserve_access_index));
+
+enum kind {
+	KIND_FORK = 1,
+	KIND_EXEC = 2,
+	KIND_EXIT = 3,
+};
+
+struct event {
+	__u32 kind;
+	__u32 pid;           // the process (thread group id)
+	__u64 start;         // its start_boottime, ns
+	__u32 creator;       // fork: the creating process
+	__u32 pad;
+	__u64 creator_start; // fork: the creator's start_boottime, ns
+};
+
+// Unused except to make bpf2go emit the Go type.
+const struct event *unused_event __attribute__((unused));
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 22);
+} events SEC(".maps");
+
+// lost[0] counts events the ring buffer had no room for.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} lost SEC(".maps");
+
+static __always_inline void emit(__u32 kind, __u32 pid, __u64 start, __u32 creator, __u64 creator_start)
+{
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		__u32 zero = 0;
+		__u64 *n = bpf_map_lookup_elem(&lost, &zero);
+		if (n)
+			__sync_fetch_and_add(n, 1);
+		return;
+	}
+	e->kind = kind;
+	e->pid = pid;
+	e->start = start;
+	e->creator = creator;
+	e->pad = 0;
+	e->creator_start = creator_start;
+	bpf_ringbuf_submit(e, 0);
+}
+
+// sched_process_fork(struct task_struct *parent, struct task_struct *child):
+// parent is the task that called fork/clone.
+SEC("raw_tracepoint/sched_process_fork")
+int on_fork(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct task_struct *parent = (struct task_struct *)ctx->args[0];
+	struct task_struct *child = (struct task_struct *)ctx->args[1];
+	int pid = BPF_CORE_READ(child, pid);
+	int tgid = BPF_CORE_READ(child, tgid);
+	if (pid != tgid)
+		return 0; // a new thread, not a new process
+	__u32 creator = BPF_CORE_READ(parent, tgid);
+	__u64 creator_start = BPF_CORE_READ(parent, group_leader, start_boottime);
+	emit(KIND_FORK, tgid, BPF_CORE_READ(child, start_boottime), creator, creator_start);
+	return 0;
+}
+
+// sched_process_exec(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm):
+// by now p leads its thread group and carries the group's start time.
+SEC("raw_tracepoint/sched_process_exec")
+int on_exec(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct task_struct *p = (struct task_struct *)ctx->args[0];
+	emit(KIND_EXEC, BPF_CORE_READ(p, tgid), BPF_CORE_READ(p, start_boottime), 0, 0);
+	return 0;
+}
+
+// sched_process_exit(struct task_struct *p, ...): reported for the group
+// leader; the process may live on in other threads, which user space
+// checks before forgetting it.
+SEC("raw_tracepoint/sched_process_exit")
+int on_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct task_struct *p = (struct task_struct *)ctx->args[0];
+	if (BPF_CORE_READ(p, pid) != BPF_CORE_READ(p, tgid))
+		return 0;
+	emit(KIND_EXIT, BPF_CORE_READ(p, tgid), BPF_CORE_READ(p, start_boottime), 0, 0);
+	return 0;
+}

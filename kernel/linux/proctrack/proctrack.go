@@ -1,0 +1,164 @@
+//go:build linux
+
+// Package proctrack follows process creation, image replacement and exit
+// with eBPF raw tracepoints (sched_process_fork, sched_process_exec,
+// sched_process_exit; C source in kernel/linux/bpf/proctrack.c), so the
+// agent's process table learns of every process as the kernel creates it.
+//
+// Inheritance is exact in kernel terms: a fork event names the task that
+// called fork or clone, which is the creator whatever the child's parent
+// becomes later (double fork, setsid, a subreaper), and every process is
+// named by (thread group id, start time), so a reused pid is a different
+// process. Start is in clock ticks after boot, the unit of field 22 of
+// /proc/PID/stat (kernel/linux/procfs), so processes found at start-up and
+// processes tracked since compare equal.
+//
+// It imports neither host/ nor wazero.
+package proctrack
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/cilium/ebpf/rlimit"
+)
+
+// Kind is what happened to a process.
+type Kind uint8
+
+const (
+	Fork Kind = 1 // a new process (not a new thread)
+	Exec Kind = 2 // the process replaced its image
+	Exit Kind = 3 // the thread group leader exited (other threads may live on)
+)
+
+func (k Kind) String() string {
+	switch k {
+	case Fork:
+		return "fork"
+	case Exec:
+		return "exec"
+	case Exit:
+		return "exit"
+	}
+	return fmt.Sprintf("kind(%d)", k)
+}
+
+// Event is one process event.
+type Event struct {
+	Kind  Kind
+	PID   uint32 // thread group id
+	Start uint64 // clock ticks after boot
+	// Fork: the process that created this one, and its start.
+	Creator      uint32
+	CreatorStart uint64
+}
+
+// nsPerTick converts start_boottime (ns) to /proc's clock ticks: USER_HZ
+// is 100 on every Linux architecture, part of the user-space ABI.
+const nsPerTick = 1e9 / 100
+
+// ErrClosed is returned by Read after Close.
+var ErrClosed = errors.New("process tracker closed")
+
+// Tracker is the loaded and attached programs and their event stream.
+type Tracker struct {
+	objs      proctrackObjects
+	links     []link.Link
+	rd        *ringbuf.Reader
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Start loads the programs, attaches them and starts collecting events.
+// It needs root (CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN) and a kernel
+// with BTF and BPF ring buffers (Linux 5.8 or later).
+func Start() (t *Tracker, err error) {
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, fmt.Errorf("lifting the memlock limit for eBPF maps: %w", err)
+	}
+	t = &Tracker{}
+	defer func() {
+		if err != nil {
+			t.Close()
+		}
+	}()
+	if err := loadProctrackObjects(&t.objs, nil); err != nil {
+		return nil, fmt.Errorf("loading the process tracking programs: %w", err)
+	}
+	for _, a := range []struct {
+		name string
+		prog *ebpf.Program
+	}{
+		{"sched_process_fork", t.objs.OnFork},
+		{"sched_process_exec", t.objs.OnExec},
+		{"sched_process_exit", t.objs.OnExit},
+	} {
+		l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: a.name, Program: a.prog})
+		if err != nil {
+			return nil, fmt.Errorf("attaching to the %s tracepoint: %w", a.name, err)
+		}
+		t.links = append(t.links, l)
+	}
+	if t.rd, err = ringbuf.NewReader(t.objs.Events); err != nil {
+		return nil, fmt.Errorf("reading the process events: %w", err)
+	}
+	return t, nil
+}
+
+// Read returns the next event, blocking until there is one, or ErrClosed.
+func (t *Tracker) Read() (Event, error) {
+	for {
+		rec, err := t.rd.Read()
+		if errors.Is(err, ringbuf.ErrClosed) || errors.Is(err, os.ErrClosed) {
+			return Event{}, ErrClosed
+		}
+		if err != nil {
+			return Event{}, err
+		}
+		b := rec.RawSample
+		if len(b) < 32 {
+			continue // not ours: the programs always write 32 bytes
+		}
+		return Event{
+			Kind:         Kind(binary.NativeEndian.Uint32(b[0:])),
+			PID:          binary.NativeEndian.Uint32(b[4:]),
+			Start:        binary.NativeEndian.Uint64(b[8:]) / nsPerTick,
+			Creator:      binary.NativeEndian.Uint32(b[16:]),
+			CreatorStart: binary.NativeEndian.Uint64(b[24:]) / nsPerTick,
+		}, nil
+	}
+}
+
+// Lost is the number of events the kernel dropped because the ring buffer
+// was full (user space fell behind).
+func (t *Tracker) Lost() (uint64, error) {
+	var n uint64
+	if err := t.objs.Lost.Lookup(uint32(0), &n); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// Close detaches the programs and releases the maps; a Read in progress
+// returns ErrClosed. It is safe to call more than once.
+func (t *Tracker) Close() error {
+	t.closeOnce.Do(func() {
+		var errs []error
+		if t.rd != nil {
+			errs = append(errs, t.rd.Close()) // interrupts a Read in progress
+		}
+		for _, l := range t.links {
+			errs = append(errs, l.Close())
+		}
+		errs = append(errs, t.objs.Close())
+		t.closeErr = errors.Join(errs...)
+	})
+	return t.closeErr
+}

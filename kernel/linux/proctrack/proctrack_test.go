@@ -1,0 +1,164 @@
+//go:build linux
+
+package proctrack
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"sync"
+	"testing"
+	"time"
+
+	"lineage.dev/lineage/kernel/linux/internal/privtest"
+	"lineage.dev/lineage/kernel/linux/procfs"
+)
+
+// collector gathers the tracker's events in the background.
+type collector struct {
+	mu     sync.Mutex
+	events []Event
+	done   chan struct{}
+}
+
+func track(t *testing.T) (*Tracker, *collector) {
+	t.Helper()
+	privtest.Require(t)
+	tr, err := Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &collector{done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		for {
+			ev, err := tr.Read()
+			if err != nil {
+				if err != ErrClosed {
+					t.Errorf("Read: %v", err)
+				}
+				return
+			}
+			c.mu.Lock()
+			c.events = append(c.events, ev)
+			c.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		if err := tr.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		<-c.done
+	})
+	return tr, c
+}
+
+// wait returns the first event matching f, waiting up to 10s for it.
+func (c *collector) wait(t *testing.T, what string, f func(Event) bool) Event {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		c.mu.Lock()
+		for _, ev := range c.events {
+			if f(ev) {
+				c.mu.Unlock()
+				return ev
+			}
+		}
+		c.mu.Unlock()
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("no %s event", what)
+	return Event{}
+}
+
+func self(t *testing.T) procfs.Process {
+	t.Helper()
+	p, err := procfs.Read("/proc", uint32(os.Getpid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// A child's fork names this process (with its /proc start time) as the
+// creator and the child's own start time as /proc shows it; its exec and
+// its exit follow.
+func TestForkExecExit(t *testing.T) {
+	tr, c := track(t)
+	me := self(t)
+	cmd := exec.Command("sleep", "0.2")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := uint32(cmd.Process.Pid)
+	child, err := procfs.Read("/proc", pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	fork := c.wait(t, "fork", func(e Event) bool { return e.Kind == Fork && e.PID == pid })
+	if fork.Creator != me.PID || fork.CreatorStart != me.Start || fork.Start != child.Start {
+		t.Errorf("fork %+v; want creator %d started %d, start %d (from /proc)", fork, me.PID, me.Start, child.Start)
+	}
+	ex := c.wait(t, "exec", func(e Event) bool { return e.Kind == Exec && e.PID == pid })
+	if ex.Start != child.Start {
+		t.Errorf("exec %+v: start %d, want %d", ex, ex.Start, child.Start)
+	}
+	c.wait(t, "exit", func(e Event) bool { return e.Kind == Exit && e.PID == pid && e.Start == child.Start })
+	if n, err := tr.Lost(); err != nil || n != 0 {
+		t.Errorf("lost %d, %v", n, err)
+	}
+}
+
+// A double fork: the orphan is re-parented (to pid 1 or a subreaper), but
+// its fork event names the subshell that created it, and the subshell's
+// names the shell. Threads are not processes: a multi-threaded program's
+// thread creations produce no fork events.
+func TestCreatorIsTheForkingProcess(t *testing.T) {
+	_, c := track(t)
+	sh := exec.Command("sh", "-c", `( sleep 2 >/dev/null 2>&1 & echo $! ) ; sh -c 'echo $PPID'`)
+	out, err := sh.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var orphan, innerParent uint32
+	if _, err := fmt.Sscan(string(out), &orphan, &innerParent); err != nil {
+		t.Fatalf("%q: %v", out, err)
+	}
+	t.Cleanup(func() {
+		if p, err := os.FindProcess(int(orphan)); err == nil {
+			p.Kill()
+		}
+	})
+	shPID := uint32(sh.Process.Pid)
+	if innerParent != shPID {
+		t.Fatalf("inner sh's parent %d, want the outer shell %d", innerParent, shPID)
+	}
+	fork := c.wait(t, "orphan fork", func(e Event) bool { return e.Kind == Fork && e.PID == orphan })
+	if fork.Creator == shPID || fork.Creator == 1 {
+		t.Fatalf("the orphan's creator is %d; want the subshell, not the shell (%d) or init", fork.Creator, shPID)
+	}
+	sub := c.wait(t, "subshell fork", func(e Event) bool { return e.Kind == Fork && e.PID == fork.Creator })
+	if sub.Creator != shPID {
+		t.Fatalf("the subshell %d was created by %d, want the shell %d", fork.Creator, sub.Creator, shPID)
+	}
+	now, err := procfs.Read("/proc", orphan)
+	if err == nil {
+		t.Logf("orphan %d now has parent %d; its creator was the subshell %d", orphan, now.PPID, fork.Creator)
+		if now.Start != fork.Start {
+			t.Errorf("orphan start %d in /proc, %d in its fork event", now.Start, fork.Start)
+		}
+	}
+	// Threads: this test binary starts goroutines on new OS threads
+	// freely; none of them may show up as a process.
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, e := range c.events {
+		if e.Kind == Fork && e.Creator == uint32(os.Getpid()) && e.PID != shPID {
+			t.Errorf("a fork event %+v from the test process, which started only the shell", e)
+		}
+	}
+}
