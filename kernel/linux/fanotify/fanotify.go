@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,8 +50,12 @@ func (k Kind) String() string {
 type Event struct {
 	Kind Kind
 	PID  int32      // the process asking (its thread group id)
+	TID  int32      // the thread asking, blocked in its system call (see Syscall)
 	Path string     // the file, from the event's descriptor
 	FS   abi.FSKind // the file's filesystem kind, from fstatfs on the descriptor
+	// SharedObject: the file is an ELF shared object (or PIE executable),
+	// as the dynamic loader opens to map code.
+	SharedObject bool
 }
 
 // Handler decides an event: true allows. It may take as long as it likes;
@@ -124,7 +129,10 @@ type pending struct {
 // marked yet: see Mark.
 func New(cfg Config) (*Listener, error) {
 	cfg.defaults()
-	fd, err := unix.FanotifyInit(unix.FAN_CLASS_CONTENT|unix.FAN_CLOEXEC|unix.FAN_NONBLOCK|unix.FAN_UNLIMITED_QUEUE,
+	// FAN_REPORT_TID: events name the thread, whose pending system call
+	// (/proc/TID/syscall) says what it is doing; the process is looked
+	// up from it.
+	fd, err := unix.FanotifyInit(unix.FAN_CLASS_CONTENT|unix.FAN_CLOEXEC|unix.FAN_NONBLOCK|unix.FAN_UNLIMITED_QUEUE|unix.FAN_REPORT_TID,
 		unix.O_RDONLY|unix.O_LARGEFILE|unix.O_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("fanotify_init: %w", err)
@@ -214,11 +222,11 @@ func (l *Listener) dispatch(b []byte) {
 			continue
 		}
 		l.stats.events.Add(1)
-		p := &pending{fd: int(m.Fd), ev: Event{PID: m.Pid, Kind: Open}}
+		p := &pending{fd: int(m.Fd), ev: Event{PID: m.Pid, TID: m.Pid, Kind: Open}}
 		if m.Mask&unix.FAN_OPEN_EXEC_PERM != 0 {
 			p.ev.Kind = Exec
 		}
-		if m.Pid == l.self {
+		if m.Pid == l.self || ownThread(m.Pid) {
 			l.stats.self.Add(1)
 			l.answer(p, true, nil)
 			continue
@@ -245,8 +253,10 @@ func (l *Listener) work(ctx context.Context, h Handler) {
 			if p.answered.Load() {
 				continue // the deadline passed while it waited
 			}
+			p.ev.PID = tgid(p.ev.TID)
 			p.ev.Path, _ = os.Readlink("/proc/self/fd/" + strconv.Itoa(p.fd))
 			p.ev.FS = fsKind(p.fd)
+			p.ev.SharedObject = p.ev.Kind == Open && sharedObject(p.fd)
 			allow := h(ctx, &p.ev)
 			l.answer(p, allow, nil)
 			// The timer was set before the event was queued, so reading
@@ -296,6 +306,32 @@ func (l *Listener) Close() error {
 		l.closeErr = l.f.Close()
 	}
 	return l.closeErr
+}
+
+// ownThread reports whether tid is a thread of this process: one stat,
+// cheap enough for the reader, which must never queue its own process's
+// events behind others.
+func ownThread(tid int32) bool {
+	_, err := os.Stat("/proc/self/task/" + strconv.Itoa(int(tid)))
+	return err == nil
+}
+
+// tgid returns the thread group (process) of thread tid, from
+// /proc/TID/status; tid itself when it cannot be read (a single-threaded
+// process, or one that is gone).
+func tgid(tid int32) int32 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(int(tid)) + "/status")
+	if err != nil {
+		return tid
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Tgid:"); ok {
+			if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
+				return int32(n)
+			}
+		}
+	}
+	return tid
 }
 
 // fsKind classifies the filesystem of an open file: network filesystems

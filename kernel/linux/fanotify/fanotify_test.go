@@ -234,3 +234,49 @@ func TestQueueFull(t *testing.T) {
 	release <- struct{}{}
 	wg.Wait()
 }
+
+// The handler can tell a write from a read, and an ELF shared object from
+// other files.
+func TestIntentAndSharedObject(t *testing.T) {
+	type seen struct {
+		path                  string
+		write, known, sharedO bool
+	}
+	var mu sync.Mutex
+	var got []seen
+	dir, _ := guarded(t, Config{}, func(ctx context.Context, ev *Event) bool {
+		w, k := ev.Write()
+		mu.Lock()
+		got = append(got, seen{filepath.Base(ev.Path), w, k, ev.SharedObject})
+		mu.Unlock()
+		return true
+	})
+	if _, err := run(t, "sh", "-c", "echo more >> "+filepath.Join(dir, "allow.txt")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(t, "cat", filepath.Join(dir, "deny.txt")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(t, "cat", filepath.Join(dir, "allow-true")); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := map[string]seen{
+		"allow.txt":  {"allow.txt", true, true, false},
+		"deny.txt":   {"deny.txt", false, true, false},
+		"allow-true": {"allow-true", false, true, true},
+	}
+	found := map[string]bool{}
+	for _, s := range got {
+		if w, ok := want[s.path]; ok {
+			found[s.path] = true
+			if s != w {
+				t.Errorf("%s: got %+v, want %+v", s.path, s, w)
+			}
+		}
+	}
+	if len(found) != len(want) {
+		t.Fatalf("events %+v", got)
+	}
+}
