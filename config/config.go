@@ -40,6 +40,26 @@ type File struct {
 	FailureZone      string `json:"failure_zone"`
 	CacheEntries     int    `json:"cache_entries"`
 	Limits           Limits `json:"limits"`
+	// Agent configures `host run`; the other commands ignore it.
+	Agent Agent `json:"agent"`
+}
+
+// Agent is the "agent" object: what `host run` guards and how it answers
+// the kernel.
+type Agent struct {
+	// Marks are the mount points whose files are guarded (fanotify
+	// marks on each whole mount). Required by host run.
+	Marks []string `json:"marks"`
+	// Deadline bounds every permission event (default "100ms"), whatever
+	// the plugins do; DeadlineVerdict ("deny", the default, or "allow")
+	// answers an event that misses it.
+	Deadline        string `json:"deadline"`
+	DeadlineVerdict string `json:"deadline_verdict"`
+	// QueueFullVerdict answers an event that finds the decision queue
+	// full ("deny", the default, or "allow"); Queue and Workers size it.
+	QueueFullVerdict string `json:"queue_full_verdict"`
+	Queue            int    `json:"queue"`
+	Workers          int    `json:"workers"`
 }
 
 // Limits is the "limits" object.
@@ -62,6 +82,16 @@ type Settings struct {
 	Limits       host.Limits
 	Plugins      []string          // resolved paths; empty: built-in
 	PluginConfig map[string][]byte // by plugin name
+	Agent        AgentSettings
+}
+
+// AgentSettings are a parsed "agent" object.
+type AgentSettings struct {
+	Marks          []string // absolute, cleaned
+	Deadline       time.Duration
+	DeadlineAllow  bool
+	QueueFullAllow bool
+	Queue, Workers int
 }
 
 // Load reads and parses the file at path.
@@ -190,6 +220,60 @@ func (f *File) settings(dir string) (Settings, error) {
 	}
 	s.Limits.MemoryBytes = uint64(l.MemoryMiB) << 20
 	s.Limits.Instances, s.Limits.QuarantineAfter = l.Instances, l.QuarantineAfter
+	if s.Agent, err = f.Agent.settings(dir); err != nil {
+		return s, err
+	}
+	return s, nil
+}
+
+func (a *Agent) settings(dir string) (AgentSettings, error) {
+	s := AgentSettings{Deadline: 100 * time.Millisecond}
+	for i, m := range a.Marks {
+		if m == "" {
+			return s, keyErr(fmt.Sprintf("agent.marks[%d]", i), errors.New("empty path"))
+		}
+		if !filepath.IsAbs(m) {
+			m = filepath.Join(dir, m)
+		}
+		s.Marks = append(s.Marks, filepath.Clean(m))
+	}
+	if a.Deadline != "" {
+		v, err := time.ParseDuration(a.Deadline)
+		if err != nil || v <= 0 || v > 10*time.Second {
+			return s, keyErr("agent.deadline", fmt.Errorf("%q is not a duration between 0 and 10s such as \"100ms\"", a.Deadline))
+		}
+		s.Deadline = v
+	}
+	for _, v := range []struct {
+		key, in string
+		out     *bool
+	}{
+		{"agent.deadline_verdict", a.DeadlineVerdict, &s.DeadlineAllow},
+		{"agent.queue_full_verdict", a.QueueFullVerdict, &s.QueueFullAllow},
+	} {
+		if v.in == "" {
+			continue
+		}
+		verdict, err := allowDeny(v.in)
+		if err != nil {
+			return s, keyErr(v.key, err)
+		}
+		*v.out = verdict == abi.Allow
+	}
+	for _, n := range []struct {
+		key string
+		v   int
+		out *int
+		max int
+	}{
+		{"agent.queue", a.Queue, &s.Queue, 1 << 20},
+		{"agent.workers", a.Workers, &s.Workers, 256},
+	} {
+		if n.v < 0 || n.v > n.max {
+			return s, keyErr(n.key, fmt.Errorf("%d is out of range (0 for the default, up to %d)", n.v, n.max))
+		}
+		*n.out = n.v
+	}
 	return s, nil
 }
 

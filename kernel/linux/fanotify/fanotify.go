@@ -334,14 +334,20 @@ func tgid(tid int32) int32 {
 	return tid
 }
 
-// fsKind classifies the filesystem of an open file: network filesystems
-// by their magic numbers; removable media are not told apart here yet.
+// fsKind classifies the filesystem of an open file.
 func fsKind(fd int) abi.FSKind {
 	var st unix.Statfs_t
 	if unix.Fstatfs(fd, &st) != nil {
 		return abi.FSLocal
 	}
-	switch uint32(st.Type) {
+	return FSKindOf(st.Type)
+}
+
+// FSKindOf classifies a filesystem by its statfs magic number: network
+// filesystems (NFS, SMB/CIFS, Coda, AFS, 9p, Ceph) are network; removable
+// media are not told apart here yet, so everything else is local.
+func FSKindOf(magic int64) abi.FSKind {
+	switch uint32(magic) {
 	case unix.NFS_SUPER_MAGIC, unix.CIFS_SUPER_MAGIC, 0xfe534d42 /* SMB2 */, unix.SMB_SUPER_MAGIC,
 		unix.CODA_SUPER_MAGIC, unix.AFS_SUPER_MAGIC, unix.AFS_FS_MAGIC, unix.V9FS_MAGIC, unix.CEPH_SUPER_MAGIC:
 		return abi.FSNetwork

@@ -16,7 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"lineage.dev/lineage/abi"
-	"lineage.dev/lineage/kernel/linux/internal/privtest"
+	"lineage.dev/lineage/internal/privtest"
 )
 
 // guarded mounts a tmpfs made for the test, fills it, and starts a

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"lineage.dev/lineage/kernel/linux/internal/privtest"
+	"lineage.dev/lineage/internal/privtest"
 )
 
 func privileged(t *testing.T) { privtest.Require(t) }

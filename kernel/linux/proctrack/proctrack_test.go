@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"lineage.dev/lineage/kernel/linux/internal/privtest"
+	"lineage.dev/lineage/internal/privtest"
 	"lineage.dev/lineage/kernel/linux/procfs"
 )
 

@@ -1,0 +1,375 @@
+//go:build linux
+
+// Package agent is the Linux enforcement agent behind `host run`: it
+// connects the kernel layers (kernel/linux/...) to the engine (host/).
+// On start it begins tracking processes with eBPF, rebuilds the process
+// table from /proc (with ancestry where the creator is still running),
+// then answers fanotify permission events on the configured mounts
+// through the engine: executions as process.exec, opens for writing as
+// file.write, ELF shared objects opened for reading as code.load, other
+// opens as file.read.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
+
+	"lineage.dev/lineage/abi"
+	"lineage.dev/lineage/host"
+	"lineage.dev/lineage/kernel/linux/fanotify"
+	"lineage.dev/lineage/kernel/linux/procfs"
+	"lineage.dev/lineage/kernel/linux/proctrack"
+)
+
+// Config configures an Agent.
+type Config struct {
+	Marks          []string // mount points to guard
+	Deadline       time.Duration
+	DeadlineAllow  bool
+	QueueFullAllow bool
+	Queue, Workers int
+	// Log receives the audit log (one line per denial; per decision at
+	// debug level) and the agent's own messages.
+	Log hclog.Logger
+}
+
+// Agent is a running agent.
+type Agent struct {
+	cfg     Config
+	eng     *host.Engine
+	log     hclog.Logger
+	tracker *proctrack.Tracker
+	fan     *fanotify.Listener
+	self    uint32
+
+	rebuilt  atomic.Bool
+	mu       sync.Mutex // serializes table changes from events and lookups
+	stats    Stats
+	trackErr chan error
+}
+
+// Stats are the agent's counters.
+type Stats struct {
+	Rebuilt, RebuiltUnknown int    // processes found at start; of them, with unknown ancestry
+	Forks, Execs, Exits     uint64 // process events applied
+	Decisions, Denials      uint64
+	Unresolved              uint64 // events whose process could not be found; the failure verdict applied
+}
+
+// Start starts tracking processes, rebuilds the table from /proc and marks
+// the configured mounts. Events are answered once Run runs. Close undoes
+// everything, also after a failed Start.
+func Start(ctx context.Context, eng *host.Engine, cfg Config) (a *Agent, err error) {
+	if len(cfg.Marks) == 0 {
+		return nil, errors.New("no mounts to guard (agent.marks is empty)")
+	}
+	if cfg.Log == nil {
+		cfg.Log = hclog.NewNullLogger()
+	}
+	a = &Agent{cfg: cfg, eng: eng, log: cfg.Log, self: uint32(os.Getpid()), trackErr: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+	// Track first, so that no process created during the scan is missed.
+	if a.tracker, err = proctrack.Start(); err != nil {
+		return nil, fmt.Errorf("process tracking: %w", err)
+	}
+	events := make(chan proctrack.Event, 1<<16)
+	go a.readTracker(events)
+	if err := a.rebuild(ctx); err != nil {
+		return nil, fmt.Errorf("rebuilding the process table from /proc: %w", err)
+	}
+	a.rebuilt.Store(true)
+	go a.applyEvents(ctx, events)
+	a.fan, err = fanotify.New(fanotify.Config{
+		Deadline: cfg.Deadline, DeadlineAllow: cfg.DeadlineAllow, QueueFullAllow: cfg.QueueFullAllow,
+		Queue: cfg.Queue, Workers: cfg.Workers,
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range cfg.Marks {
+		if err := a.fan.Mark(m, fanotify.MaskOpen|fanotify.MaskExec); err != nil {
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+// Run answers permission events until ctx ends. A failure of process
+// tracking also ends it.
+func (a *Agent) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- a.fan.Run(ctx, a.decide) }()
+	select {
+	case err := <-errc:
+		return err
+	case err := <-a.trackErr:
+		cancel()
+		<-errc
+		return fmt.Errorf("process tracking stopped: %w", err)
+	}
+}
+
+// Stats returns the counters.
+func (a *Agent) Stats() Stats {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.stats
+}
+
+// Fanotify returns the permission layer's counters.
+func (a *Agent) Fanotify() fanotify.Stats { return a.fan.Stats() }
+
+// Close releases the marks (every pending event is allowed by the kernel
+// when the group closes) and the eBPF programs.
+func (a *Agent) Close() error {
+	var errs []error
+	if a.fan != nil {
+		errs = append(errs, a.fan.Close())
+	}
+	if a.tracker != nil {
+		errs = append(errs, a.tracker.Close())
+	}
+	return errors.Join(errs...)
+}
+
+func (a *Agent) readTracker(out chan<- proctrack.Event) {
+	defer close(out)
+	for {
+		ev, err := a.tracker.Read()
+		if err != nil {
+			if !errors.Is(err, proctrack.ErrClosed) {
+				a.trackErr <- err
+			}
+			return
+		}
+		out <- ev
+	}
+}
+
+// rebuild enters every running process into the table, creators first.
+func (a *Agent) rebuild(ctx context.Context) error {
+	ps, err := procfs.Scan("/proc")
+	if err != nil && len(ps) == 0 {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, n := range procfs.Tree(ps) {
+		id := host.ProcessID{PID: n.PID, Start: n.Start}
+		exe := n.Exe
+		if exe == "" {
+			exe = "[" + n.Comm + "]"
+		}
+		fs := fsKindOfPath(exe)
+		creator := a.eng.Process(host.ProcessID{PID: n.PPID, Start: a.startOf(ps, n.PPID)})
+		if n.CreatorKnown && creator != nil {
+			if _, err := a.eng.Start(ctx, id, creator.ID, exe, fs); err == nil {
+				a.stats.Rebuilt++
+				continue
+			}
+		}
+		a.eng.Exist(ctx, id, exe, fs)
+		a.stats.Rebuilt++
+		a.stats.RebuiltUnknown++
+	}
+	if err != nil {
+		a.log.Warn("some processes could not be read", "error", err)
+	}
+	return nil
+}
+
+func (a *Agent) startOf(ps []procfs.Process, pid uint32) uint64 {
+	for _, p := range ps {
+		if p.PID == pid {
+			return p.Start
+		}
+	}
+	return 0
+}
+
+// applyEvents keeps the table current.
+func (a *Agent) applyEvents(ctx context.Context, events <-chan proctrack.Event) {
+	for ev := range events {
+		a.apply(ctx, ev)
+	}
+}
+
+func (a *Agent) apply(ctx context.Context, ev proctrack.Event) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	id := host.ProcessID{PID: ev.PID, Start: ev.Start}
+	switch ev.Kind {
+	case proctrack.Fork:
+		a.stats.Forks++
+		if a.eng.Process(id) != nil {
+			return // seen already (the scan, or a decision that needed it)
+		}
+		creator := host.ProcessID{PID: ev.Creator, Start: ev.CreatorStart}
+		if _, err := a.eng.Fork(id, creator); err != nil {
+			// The creator predates tracking and was missed by the scan
+			// (it exited meanwhile): ancestry unknown.
+			exe := exeOf(ev.PID)
+			a.eng.Exist(ctx, id, exe, fsKindOfPath(exe))
+		}
+	case proctrack.Exec:
+		a.stats.Execs++
+		exe := exeOf(ev.PID)
+		if exe == "" {
+			return // gone already
+		}
+		if cur := a.eng.Process(id); cur != nil && cur.Exe == exe && cur.InPlace {
+			return // a decision brought it up to date already
+		}
+		if _, err := a.eng.ExecInPlace(ctx, id, exe, fsKindOfPath(exe)); err != nil {
+			a.eng.Exist(ctx, id, exe, fsKindOfPath(exe))
+		}
+	case proctrack.Exit:
+		a.stats.Exits++
+		// The leader exited; the process lives on while other threads do.
+		if p, err := procfs.Read("/proc", ev.PID); err == nil && p.Start == ev.Start && !p.Zombie {
+			return
+		}
+		a.eng.Exit(id)
+	}
+}
+
+// subject finds the process of a permission event: by its start time in
+// /proc, so a reused pid is never mistaken for an old process. Process
+// events may still be on their way from the tracker when a process asks
+// for something, so the table is brought up to date from /proc first: a
+// process it does not hold yet is entered (from its parent, if that is
+// known), and one whose image differs from /proc's is re-classified as
+// an exec in place. The tracker's own events then find it done.
+func (a *Agent) subject(ctx context.Context, pid int32) (host.ProcessID, bool) {
+	p, err := procfs.Read("/proc", uint32(pid))
+	if err != nil {
+		return host.ProcessID{}, false
+	}
+	id := host.ProcessID{PID: p.PID, Start: p.Start}
+	exe := p.Exe
+	if exe == "" {
+		exe = "[" + p.Comm + "]"
+	}
+	if cur := a.eng.Process(id); cur != nil && cur.Exe == exe {
+		return id, true
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	cur := a.eng.Process(id)
+	if cur == nil {
+		parent, err := procfs.Read("/proc", p.PPID)
+		if err == nil && parent.Start <= p.Start && p.PPID != 1 {
+			cur, _ = a.eng.Fork(id, host.ProcessID{PID: parent.PID, Start: parent.Start})
+		}
+	}
+	switch {
+	case cur == nil:
+		a.eng.Exist(ctx, id, exe, fsKindOfPath(exe))
+	case cur.Exe != exe:
+		if _, err := a.eng.ExecInPlace(ctx, id, exe, fsKindOfPath(exe)); err != nil {
+			a.eng.Exist(ctx, id, exe, fsKindOfPath(exe))
+		}
+	}
+	return id, true
+}
+
+// decide answers one permission event through the engine.
+func (a *Agent) decide(ctx context.Context, ev *fanotify.Event) bool {
+	id, ok := a.subject(ctx, ev.PID)
+	if !ok {
+		// The process is gone: nothing is waiting for the answer.
+		a.count(func(s *Stats) { s.Unresolved++ })
+		return false
+	}
+	req := host.Request{Subject: id, DecideRequest: abi.DecideRequest{Object: ev.Path, FS: ev.FS}}
+	switch {
+	case ev.Kind == fanotify.Exec:
+		req.Op = abi.OpProcessExec
+	default:
+		if w, _ := ev.Write(); w {
+			req.Op = abi.OpFileWrite
+		} else if ev.SharedObject {
+			req.Op = abi.OpCodeLoad
+		} else {
+			req.Op = abi.OpFileRead
+		}
+	}
+	var d host.Decision
+	if err := a.eng.DecideInto(ctx, &req, &d); err != nil {
+		a.log.Error("no decision", "pid", ev.PID, "op", req.Op.String(), "object", ev.Path, "error", err)
+		a.count(func(s *Stats) { s.Unresolved++ })
+		return false
+	}
+	allow := d.Effective() == abi.Allow
+	a.count(func(s *Stats) {
+		s.Decisions++
+		if d.Verdict == abi.Deny {
+			s.Denials++
+		}
+	})
+	if d.Verdict == abi.Deny || a.log.IsDebug() {
+		a.audit(&req, &d)
+	}
+	return allow
+}
+
+func (a *Agent) count(f func(*Stats)) {
+	a.mu.Lock()
+	f(&a.stats)
+	a.mu.Unlock()
+}
+
+// audit logs one decision: every denial at info level, others at debug.
+func (a *Agent) audit(req *host.Request, d *host.Decision) {
+	var chain []string
+	exe := ""
+	if p := d.Subject; p != nil {
+		exe = p.Exe
+		for _, q := range p.Lineage() {
+			chain = append(chain, fmt.Sprintf("%s(%d)[%s]", q.BaseName(), q.ID.PID, q.Zone))
+		}
+	}
+	args := []any{"pid", req.Subject.PID, "exe", exe, "zone", d.Zone, "op", req.Op.String(), "object", req.Object,
+		"verdict", d.Verdict.String(), "enforced", d.Enforced, "rule", d.Rule, "reason", d.Reason,
+		"plugin", d.Plugin, "cached", d.Cached, "failure", d.Failure, "lineage", strings.Join(chain, " <- ")}
+	if d.Verdict == abi.Deny {
+		a.log.Info("deny", args...)
+	} else {
+		a.log.Debug("decision", args...)
+	}
+}
+
+// exeOf reads a process's executable, "" when it is gone.
+func exeOf(pid uint32) string {
+	exe, err := os.Readlink(filepath.Join("/proc", fmt.Sprint(pid), "exe"))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSuffix(exe, " (deleted)")
+}
+
+// fsKindOfPath classifies the filesystem holding path (local when it
+// cannot be told).
+func fsKindOfPath(path string) abi.FSKind {
+	var st unix.Statfs_t
+	if unix.Statfs(path, &st) != nil {
+		return abi.FSLocal
+	}
+	return fanotify.FSKindOf(st.Type)
+}

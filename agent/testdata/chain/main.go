@@ -1,0 +1,101 @@
+// Command chain is the agent's end-to-end helper. Copied under several
+// names, it acts by the name it runs as: thunderbird, firefox and evince
+// each start the next (thunderbird -> firefox -> evince -> bash), waiting
+// for it; bash tries four things a guarded process must not do and prints
+// one line per attempt: "NAME ok" or "NAME ERROR". With -wait it first
+// waits for a line on stdin (the end-to-end test kills the agent then).
+//
+//	chain DIR        DIR/sys holds the copies; DIR/home/u the user's files
+//	chain -serve CTL DIR
+//
+// With -serve it is a launcher: for each line "NAME OUT" read from the
+// FIFO CTL/in it runs DIR/sys/NAME DIR with its output to OUT, then
+// creates OUT.done. Started as an orphan before the agent, it is a process
+// of unknown ancestry in system space: the system-zone parent the tests
+// start chains from.
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+)
+
+var next = map[string]string{"thunderbird": "firefox", "firefox": "evince", "evince": "bash"}
+
+func main() {
+	if len(os.Args) == 4 && os.Args[1] == "-serve" {
+		serve(os.Args[2], os.Args[3])
+		return
+	}
+	dir := os.Args[len(os.Args)-1]
+	me := filepath.Base(os.Args[0])
+	if n, ok := next[me]; ok {
+		cmd := exec.Command(filepath.Join(dir, "sys", n), os.Args[1:]...)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Printf("start-%s %v\n", n, err)
+		}
+		return
+	}
+	if len(os.Args) > 2 && os.Args[1] == "-wait" {
+		fmt.Println("waiting")
+		bufio.NewReader(os.Stdin).ReadString('\n')
+	}
+	home := filepath.Join(dir, "home", "u")
+	try := func(name string, f func() error) {
+		if err := f(); err != nil {
+			fmt.Printf("%s %v\n", name, err)
+			return
+		}
+		fmt.Printf("%s ok\n", name)
+	}
+	try("exec-user-space", func() error { return exec.Command(filepath.Join(home, "tool")).Run() })
+	try("write-system-space", func() error {
+		f, err := os.OpenFile(filepath.Join(dir, "sys", "etc", "config"), os.O_WRONLY|os.O_TRUNC, 0)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = f.WriteString("overwritten\n")
+		return err
+	})
+	try("read-private", func() error { _, err := os.ReadFile(filepath.Join(home, ".ssh", "id_rsa")); return err })
+	try("load-user-library", func() error {
+		f, err := os.Open(filepath.Join(home, "lib.so"))
+		if err != nil {
+			return err
+		}
+		return f.Close()
+	})
+}
+
+func serve(ctl, dir string) {
+	for {
+		f, err := os.Open(filepath.Join(ctl, "in"))
+		if err != nil {
+			return
+		}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			var name, out string
+			if _, err := fmt.Sscan(sc.Text(), &name, &out); err != nil {
+				continue
+			}
+			o, err := os.Create(out)
+			if err != nil {
+				continue
+			}
+			cmd := exec.Command(filepath.Join(dir, "sys", name), dir)
+			cmd.Stdout, cmd.Stderr = o, o
+			if err := cmd.Run(); err != nil {
+				fmt.Fprintf(o, "run-%s %v\n", name, err)
+			}
+			o.Close()
+			os.WriteFile(out+".done", nil, 0o644)
+		}
+		f.Close()
+	}
+}
