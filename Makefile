@@ -9,7 +9,7 @@ WASM_FLAGS  := -buildmode=c-shared -trimpath -ldflags=-buildid=
 ANNOTATE    := $(GO) run ./sdk/go/cmd/lineage-annotate
 SCENARIO    ?= testdata/scenarios/origin.jsonl
 
-.PHONY: all host plugins embed demo test bench fuzz conformance corpus generate clean
+.PHONY: all host plugins embed demo test bench fuzz conformance corpus generate e2e clean
 
 all: host plugins
 
@@ -39,6 +39,12 @@ demo: host
 conformance: host plugins
 	$(BUILD)/host conformance --config plugins/zones/config.example.json $(PLUGIN_OUT)/zones.wasm
 	$(BUILD)/host conformance --config sdk/go/example/config.example.json $(PLUGIN_OUT)/example.wasm
+
+# The privileged end-to-end tests (root): real processes, fanotify and eBPF
+# on a tmpfs made for each test; skips become failures.
+e2e:
+	LINEAGE_REQUIRE_PRIVILEGED=1 $(GO) test -count=1 -v -run 'E2E|OriginScenario|AuditLog' ./agent/
+	LINEAGE_REQUIRE_PRIVILEGED=1 $(GO) test -count=1 ./kernel/...
 
 # Rebuild the broken-plugin corpus (needs wat2wasm, Debian package wabt).
 corpus:

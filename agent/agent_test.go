@@ -152,7 +152,13 @@ func (w *world) launcher(t *testing.T) {
 }
 
 // chain has the launcher run exe (from sys/) and returns its lines.
-func (w *world) chain(t *testing.T, exe string) map[string]string {
+func (w *world) chain(t *testing.T, exe string, args ...string) map[string]string {
+	t.Helper()
+	return w.results(t, w.start(t, exe, args...))
+}
+
+// start has the launcher start exe with args; results waits for it.
+func (w *world) start(t *testing.T, exe string, args ...string) string {
 	t.Helper()
 	w.runs++
 	out := filepath.Join(w.ctl, fmt.Sprintf("out%d", w.runs))
@@ -160,15 +166,21 @@ func (w *world) chain(t *testing.T, exe string) map[string]string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintf(f, "%s %s\n", exe, out)
+	fmt.Fprintf(f, "%s %s %s\n", exe, out, strings.Join(args, " "))
 	f.Close()
+	return out
+}
+
+func (w *world) results(t *testing.T, out string) map[string]string {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if _, err := os.Stat(out + ".done"); err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("the chain did not finish")
+			b, _ := os.ReadFile(out)
+			t.Fatalf("the chain did not finish:\n%s", b)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -25,6 +25,7 @@ type engineFlags struct {
 	mode     string
 	logLevel string
 	noCache  bool
+	jsonLog  bool // log JSON lines (host run's audit log)
 }
 
 type stringList []string
@@ -42,8 +43,10 @@ func (f *engineFlags) register(fs *flag.FlagSet) {
 
 // session is an engine with the plugins and runtime it owns.
 type session struct {
-	rt     *host.Runtime
-	engine *host.Engine
+	rt       *host.Runtime
+	engine   *host.Engine
+	settings config.Settings
+	log      hclog.Logger
 }
 
 func (s *session) close(ctx context.Context) {
@@ -73,7 +76,7 @@ func (f *engineFlags) open(ctx context.Context, stderr io.Writer) (*session, err
 	if level == hclog.NoLevel {
 		return nil, fmt.Errorf("--log-level: unknown level %q: %w", f.logLevel, errUsage)
 	}
-	log := hclog.New(&hclog.LoggerOptions{Name: "host", Level: level, Output: stderr})
+	log := hclog.New(&hclog.LoggerOptions{Name: "host", Level: level, Output: stderr, JSONFormat: f.jsonLog})
 	set.Engine.Logger = log
 	opts := host.RuntimeOptions{Limits: set.Limits, Logger: log}
 	if !f.noCache && os.Getenv("LINEAGE_NO_COMPILE_CACHE") == "" {
@@ -138,7 +141,7 @@ func (f *engineFlags) open(ctx context.Context, stderr io.Writer) (*session, err
 	if err != nil {
 		return fail(err)
 	}
-	return &session{rt: rt, engine: e}, nil
+	return &session{rt: rt, engine: e, settings: set, log: log}, nil
 }
 
 // parseFlags parses args and turns flag errors into usage errors.

@@ -1,6 +1,6 @@
-// Command host is Lineage's endpoint enforcement host. This build drives the
-// engine from traces: replay, decide, explain and plugin inspection. See
-// `host help`.
+// Command host is Lineage's endpoint enforcement host: the Linux agent
+// (run), the engine driven from traces (replay, decide, explain), plugin
+// inspection and the conformance suite. See `host help`.
 package main
 
 import (
@@ -21,6 +21,7 @@ Usage:
   host explain [flags] [EVENT]         explain one decision: rule, reason, plugin, lineage, cache
   host plugin inspect PLUGIN.wasm      show a plugin's metadata, exports and load check
   host conformance [flags] PLUGIN.wasm check a plugin against the ABI and the host's contract
+  host run --config FILE               the Linux agent: enforce on the mounts the config names (root)
   host help [COMMAND]                  show help
 
 Without --plugin (or "plugins" in --config) every command uses the reference
@@ -54,6 +55,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		"plugin":  cmdPlugin,
 
 		"conformance": cmdConformance,
+		"run":         cmdRun,
 	}
 	name := args[0]
 	switch name {

@@ -2,15 +2,16 @@
 // names, it acts by the name it runs as: thunderbird, firefox and evince
 // each start the next (thunderbird -> firefox -> evince -> bash), waiting
 // for it; bash tries four things a guarded process must not do and prints
-// one line per attempt: "NAME ok" or "NAME ERROR". With -wait it first
-// waits for a line on stdin (the end-to-end test kills the agent then).
+// one line per attempt: "NAME ok" or "NAME ERROR". With -wait FILE it
+// first waits until FILE exists (the end-to-end test restarts the agent
+// meanwhile), the whole chain still running.
 //
 //	chain DIR        DIR/sys holds the copies; DIR/home/u the user's files
 //	chain -serve CTL DIR
 //
-// With -serve it is a launcher: for each line "NAME OUT" read from the
-// FIFO CTL/in it runs DIR/sys/NAME DIR with its output to OUT, then
-// creates OUT.done. Started as an orphan before the agent, it is a process
+// With -serve it is a launcher: for each line "NAME OUT [ARG...]" read
+// from the FIFO CTL/in it runs DIR/sys/NAME ARG... DIR with its output to
+// OUT, then creates OUT.done (in the background: several may run). Started as an orphan before the agent, it is a process
 // of unknown ancestry in system space: the system-zone parent the tests
 // start chains from.
 package main
@@ -21,6 +22,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
+	"time"
 )
 
 var next = map[string]string{"thunderbird": "firefox", "firefox": "evince", "evince": "bash"}
@@ -40,9 +43,13 @@ func main() {
 		}
 		return
 	}
-	if len(os.Args) > 2 && os.Args[1] == "-wait" {
-		fmt.Println("waiting")
-		bufio.NewReader(os.Stdin).ReadString('\n')
+	if len(os.Args) > 3 && os.Args[1] == "-wait" {
+		for {
+			if _, err := os.Stat(os.Args[2]); err == nil {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
 	home := filepath.Join(dir, "home", "u")
 	try := func(name string, f func() error) {
@@ -80,22 +87,26 @@ func serve(ctl, dir string) {
 		}
 		sc := bufio.NewScanner(f)
 		for sc.Scan() {
-			var name, out string
-			if _, err := fmt.Sscan(sc.Text(), &name, &out); err != nil {
+			fields := strings.Fields(sc.Text())
+			if len(fields) < 2 {
 				continue
 			}
-			o, err := os.Create(out)
-			if err != nil {
-				continue
-			}
-			cmd := exec.Command(filepath.Join(dir, "sys", name), dir)
-			cmd.Stdout, cmd.Stderr = o, o
-			if err := cmd.Run(); err != nil {
-				fmt.Fprintf(o, "run-%s %v\n", name, err)
-			}
-			o.Close()
-			os.WriteFile(out+".done", nil, 0o644)
+			go launch(dir, fields[0], fields[1], fields[2:])
 		}
 		f.Close()
 	}
+}
+
+func launch(dir, name, out string, args []string) {
+	o, err := os.Create(out)
+	if err != nil {
+		return
+	}
+	cmd := exec.Command(filepath.Join(dir, "sys", name), append(args, dir)...)
+	cmd.Stdout, cmd.Stderr = o, o
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintf(o, "run-%s %v\n", name, err)
+	}
+	o.Close()
+	os.WriteFile(out+".done", nil, 0o644)
 }
