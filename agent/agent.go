@@ -53,6 +53,7 @@ type Agent struct {
 	self    uint32
 
 	rebuilt  atomic.Bool
+	stuck    atomic.Bool // the watchdog released the marks
 	mu       sync.Mutex // serializes table changes from events and lookups
 	stats    Stats
 	trackErr chan error
@@ -96,6 +97,10 @@ func Start(ctx context.Context, eng *host.Engine, cfg Config) (a *Agent, err err
 	a.fan, err = fanotify.New(fanotify.Config{
 		Deadline: cfg.Deadline, DeadlineAllow: cfg.DeadlineAllow, QueueFullAllow: cfg.QueueFullAllow,
 		Queue: cfg.Queue, Workers: cfg.Workers,
+		Stuck: func(waited time.Duration) {
+			a.stuck.Store(true)
+			a.log.Error("decision loop stuck: events waited unread, so the marks are released and the agent stops", "waited", waited)
+		},
 	})
 	if err != nil {
 		return nil, err
@@ -117,6 +122,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	go func() { errc <- a.fan.Run(ctx, a.decide) }()
 	select {
 	case err := <-errc:
+		if err == nil && a.stuck.Load() {
+			return errors.New("the decision loop was stuck; the watchdog released every event (restart the agent)")
+		}
 		return err
 	case err := <-a.trackErr:
 		cancel()

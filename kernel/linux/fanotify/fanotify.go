@@ -77,6 +77,13 @@ type Config struct {
 	// Workers run the handler concurrently (default 4); Queue events wait
 	// for one (default 1024).
 	Workers, Queue int
+	// Stuck, if set, is called once when the watchdog finds events
+	// waiting in the kernel that the reader has not taken for
+	// StuckAfter (default 2s): a stuck decision loop. The listener then
+	// closes itself, so the kernel allows what waits instead of freezing
+	// every process that touches a marked file.
+	Stuck      func(waited time.Duration)
+	StuckAfter time.Duration
 }
 
 func (c *Config) defaults() {
@@ -89,6 +96,9 @@ func (c *Config) defaults() {
 	if c.Queue <= 0 {
 		c.Queue = 1024
 	}
+	if c.StuckAfter <= 0 {
+		c.StuckAfter = 2 * time.Second
+	}
 }
 
 // Stats are cumulative counters.
@@ -100,6 +110,7 @@ type Stats struct {
 	Deadline  uint64 // answered with the deadline verdict
 	QueueFull uint64 // answered with the queue-full verdict
 	Overflow  uint64 // kernel queue overflows (events lost by the kernel)
+	Stuck     uint64 // the watchdog found the reader stuck and closed the group
 }
 
 // Listener is one fanotify permission group.
@@ -110,10 +121,12 @@ type Listener struct {
 	self  int32
 	queue chan *pending
 	stats struct {
-		events, allowed, denied, self, deadline, queueFull, overflow atomic.Uint64
+		events, allowed, denied, self, deadline, queueFull, overflow, stuck atomic.Uint64
 	}
-	wmu      sync.Mutex // serializes responses with each other and with Close
-	closed   bool       // under wmu: the group's descriptor is closed (its number may be reused)
+	lastRead atomic.Int64           // monotonic ns of the reader's last return from read
+	stall    atomic.Pointer[func()] // tests only: called after each read
+	wmu      sync.Mutex             // serializes responses with each other and with Close
+	closed   bool                   // under wmu: the group's descriptor is closed (its number may be reused)
 	closeErr error
 }
 
@@ -165,7 +178,7 @@ func (l *Listener) Stats() Stats {
 	s := &l.stats
 	return Stats{
 		Events: s.events.Load(), Allowed: s.allowed.Load(), Denied: s.denied.Load(), Self: s.self.Load(),
-		Deadline: s.deadline.Load(), QueueFull: s.queueFull.Load(), Overflow: s.overflow.Load(),
+		Deadline: s.deadline.Load(), QueueFull: s.queueFull.Load(), Overflow: s.overflow.Load(), Stuck: s.stuck.Load(),
 	}
 }
 
@@ -185,9 +198,19 @@ func (l *Listener) Run(ctx context.Context, h Handler) error {
 	}
 	stop := context.AfterFunc(ctx, func() { l.Close() })
 	defer stop()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		l.watchdog(wctx)
+	}()
 	buf := make([]byte, 64<<10)
 	for {
+		l.lastRead.Store(monotonic())
 		n, err := l.f.Read(buf)
+		l.lastRead.Store(monotonic())
+		if f := l.stall.Load(); f != nil {
+			(*f)() // tests: a stuck reader
+		}
 		if err != nil {
 			if errors.Is(err, os.ErrClosed) || ctx.Err() != nil {
 				return nil
@@ -195,6 +218,48 @@ func (l *Listener) Run(ctx context.Context, h Handler) error {
 			return fmt.Errorf("reading fanotify events: %w", err)
 		}
 		l.dispatch(buf[:n])
+	}
+}
+
+var start = time.Now()
+
+func monotonic() int64 { return int64(time.Since(start)) }
+
+// watchdog checks every quarter second whether events wait in the kernel
+// (the group's descriptor polls readable) while the reader has not
+// returned from a read for StuckAfter. Reading is all the reader does
+// between reads besides handing events to the queue, so that means the
+// loop is stuck.
+func (l *Listener) watchdog(ctx context.Context) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		fds := []unix.PollFd{{Fd: int32(l.fd), Events: unix.POLLIN}}
+		l.wmu.Lock() // the descriptor stays open (and ours) while polled
+		if l.closed {
+			l.wmu.Unlock()
+			return
+		}
+		n, err := unix.Poll(fds, 0)
+		l.wmu.Unlock()
+		if err != nil || n == 0 || fds[0].Revents&unix.POLLIN == 0 {
+			continue
+		}
+		waited := time.Duration(monotonic() - l.lastRead.Load())
+		if waited < l.cfg.StuckAfter {
+			continue
+		}
+		l.stats.stuck.Add(1)
+		if l.cfg.Stuck != nil {
+			l.cfg.Stuck(waited)
+		}
+		l.Close()
+		return
 	}
 }
 

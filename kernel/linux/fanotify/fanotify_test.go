@@ -218,7 +218,7 @@ func TestQueueFull(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := 0; i < 2; i++ {
 		wg.Add(1)
-		go func() { defer wg.Done(); run(t, "cat", filepath.Join(dir, "allow.txt")) }()
+		go func() { defer wg.Done(); exec.Command("cat", filepath.Join(dir, "allow.txt")).Run() }()
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for l.Stats().Events < 2 && time.Now().Before(deadline) {
@@ -278,5 +278,39 @@ func TestIntentAndSharedObject(t *testing.T) {
 	}
 	if len(found) != len(want) {
 		t.Fatalf("events %+v", got)
+	}
+}
+
+// A reader that stops reading is found by the watchdog, which closes the
+// group: the waiting process is released instead of frozen.
+func TestWatchdogReleasesStuckReader(t *testing.T) {
+	stuck := make(chan time.Duration, 1)
+	release := make(chan struct{})
+	var once sync.Once
+	cfg := Config{StuckAfter: 300 * time.Millisecond, Deadline: time.Hour, Stuck: func(d time.Duration) { stuck <- d }}
+	dir, l := guarded(t, cfg, func(context.Context, *Event) bool { return true })
+	t.Cleanup(func() { close(release) }) // before guarded's cleanup waits for Run
+	// From now on the reader stalls after its next read.
+	stall := func() { once.Do(func() { <-release }) }
+	l.stall.Store(&stall)
+	// The first open's event is read, then the reader stalls; a second
+	// open waits in the kernel, unread.
+	first := exec.Command("cat", filepath.Join(dir, "allow.txt"))
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { first.Process.Kill(); first.Wait() })
+	start := time.Now()
+	if _, err := run(t, "cat", filepath.Join(dir, "deny.txt")); err != nil {
+		t.Fatalf("the waiting open was not released: %v", err)
+	}
+	select {
+	case d := <-stuck:
+		t.Logf("watchdog: reader stuck for %v; the open waited %v", d, time.Since(start))
+	case <-time.After(10 * time.Second):
+		t.Fatal("the watchdog did not report")
+	}
+	if st := l.Stats(); st.Stuck != 1 {
+		t.Errorf("stats %+v", st)
 	}
 }
