@@ -9,7 +9,7 @@ WASM_FLAGS  := -buildmode=c-shared -trimpath -ldflags=-buildid=
 ANNOTATE    := $(GO) run ./sdk/go/cmd/lineage-annotate
 SCENARIO    ?= testdata/scenarios/origin.jsonl
 
-.PHONY: all host plugins embed demo test bench fuzz conformance corpus generate e2e clean
+.PHONY: all host plugins embed demo test bench fuzz conformance corpus generate e2e bench-kernel clean
 
 all: host plugins
 
@@ -45,6 +45,13 @@ conformance: host plugins
 e2e:
 	LINEAGE_REQUIRE_PRIVILEGED=1 $(GO) test -count=1 -v -run 'E2E|OriginScenario|AuditLog' ./agent/
 	LINEAGE_REQUIRE_PRIVILEGED=1 $(GO) test -count=1 ./kernel/...
+
+# The kernel-side benchmark (root): exec and open storms on a tmpfs with no
+# listener, a minimal fanotify listener (the floor), fapolicyd in
+# permissive mode (when installed) and Lineage; prints times and ratios.
+bench-kernel:
+	$(GO) build -o $(BUILD)/bench-kernel ./bench/kernel
+	$(BUILD)/bench-kernel
 
 # Rebuild the broken-plugin corpus (needs wat2wasm, Debian package wabt).
 corpus:

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -52,11 +53,19 @@ type Agent struct {
 	fan     *fanotify.Listener
 	self    uint32
 
-	rebuilt  atomic.Bool
-	stuck    atomic.Bool // the watchdog released the marks
-	mu       sync.Mutex // serializes table changes from events and lookups
-	stats    Stats
-	trackErr chan error
+	rebuilt atomic.Bool
+	stuck   atomic.Bool // the watchdog released the marks
+
+	// pids maps a running process's pid to its identity, kept by the
+	// rebuild, the tracker's events and the slow path of subject; under
+	// mu. read and applied count tracker events taken from the ring
+	// buffer and applied: when they are equal and the ring is empty,
+	// every process event that happened before now is in the table.
+	pids          map[uint32]host.ProcessID
+	read, applied atomic.Uint64
+	mu            sync.Mutex // serializes table changes from events and lookups
+	stats         Stats
+	trackErr      chan error
 }
 
 // Stats are the agent's counters.
@@ -64,6 +73,7 @@ type Stats struct {
 	Rebuilt, RebuiltUnknown int    // processes found at start; of them, with unknown ancestry
 	Forks, Execs, Exits     uint64 // process events applied
 	Decisions, Denials      uint64
+	Fast                    uint64 // decisions answered on the listener's reader, from the cache
 	Unresolved              uint64 // events whose process could not be found; the failure verdict applied
 }
 
@@ -77,7 +87,7 @@ func Start(ctx context.Context, eng *host.Engine, cfg Config) (a *Agent, err err
 	if cfg.Log == nil {
 		cfg.Log = hclog.NewNullLogger()
 	}
-	a = &Agent{cfg: cfg, eng: eng, log: cfg.Log, self: uint32(os.Getpid()), trackErr: make(chan error, 1)}
+	a = &Agent{cfg: cfg, eng: eng, log: cfg.Log, self: uint32(os.Getpid()), trackErr: make(chan error, 1), pids: map[uint32]host.ProcessID{}}
 	defer func() {
 		if err != nil {
 			a.Close()
@@ -97,6 +107,7 @@ func Start(ctx context.Context, eng *host.Engine, cfg Config) (a *Agent, err err
 	a.fan, err = fanotify.New(fanotify.Config{
 		Deadline: cfg.Deadline, DeadlineAllow: cfg.DeadlineAllow, QueueFullAllow: cfg.QueueFullAllow,
 		Queue: cfg.Queue, Workers: cfg.Workers,
+		Fast: a.fast,
 		Stuck: func(waited time.Duration) {
 			a.stuck.Store(true)
 			a.log.Error("decision loop stuck: events waited unread, so the marks are released and the agent stops", "waited", waited)
@@ -166,6 +177,7 @@ func (a *Agent) readTracker(out chan<- proctrack.Event) {
 			}
 			return
 		}
+		a.read.Add(1)
 		out <- ev
 	}
 }
@@ -186,6 +198,7 @@ func (a *Agent) rebuild(ctx context.Context) error {
 		}
 		fs := fsKindOfPath(exe)
 		creator := a.eng.Process(host.ProcessID{PID: n.PPID, Start: a.startOf(ps, n.PPID)})
+		a.pids[n.PID] = id
 		if n.CreatorKnown && creator != nil {
 			if _, err := a.eng.Start(ctx, id, creator.ID, exe, fs); err == nil {
 				a.stats.Rebuilt++
@@ -215,6 +228,7 @@ func (a *Agent) startOf(ps []procfs.Process, pid uint32) uint64 {
 func (a *Agent) applyEvents(ctx context.Context, events <-chan proctrack.Event) {
 	for ev := range events {
 		a.apply(ctx, ev)
+		a.applied.Add(1)
 	}
 }
 
@@ -225,6 +239,7 @@ func (a *Agent) apply(ctx context.Context, ev proctrack.Event) {
 	switch ev.Kind {
 	case proctrack.Fork:
 		a.stats.Forks++
+		a.pids[ev.PID] = id
 		if a.eng.Process(id) != nil {
 			return // seen already (the scan, or a decision that needed it)
 		}
@@ -237,6 +252,7 @@ func (a *Agent) apply(ctx context.Context, ev proctrack.Event) {
 		}
 	case proctrack.Exec:
 		a.stats.Execs++
+		a.pids[ev.PID] = id
 		exe := exeOf(ev.PID)
 		if exe == "" {
 			return // gone already
@@ -254,6 +270,9 @@ func (a *Agent) apply(ctx context.Context, ev proctrack.Event) {
 			return
 		}
 		a.eng.Exit(id)
+		if a.pids[ev.PID] == id {
+			delete(a.pids, ev.PID)
+		}
 	}
 }
 
@@ -265,6 +284,40 @@ func (a *Agent) apply(ctx context.Context, ev proctrack.Event) {
 // known), and one whose image differs from /proc's is re-classified as
 // an exec in place. The tracker's own events then find it done.
 func (a *Agent) subject(ctx context.Context, pid int32) (host.ProcessID, bool) {
+	// Fast path: once every process event raised before this permission
+	// event is applied, the pid map is exact, and the process's identity
+	// and current image are the table's. The kernel writes a process's
+	// fork and exec events before that process can raise a permission
+	// event, so waiting until the ring buffer is drained and applied
+	// orders them.
+	if a.caughtUp() {
+		a.mu.Lock()
+		id, ok := a.pids[uint32(pid)]
+		a.mu.Unlock()
+		if ok && a.eng.Process(id) != nil {
+			return id, true
+		}
+	}
+	return a.subjectFromProc(ctx, pid)
+}
+
+// caughtUp waits, briefly, until the tracker's pending events are applied.
+func (a *Agent) caughtUp() bool {
+	for i := 0; i < 200; i++ {
+		if a.tracker.Pending() == 0 && a.read.Load() == a.applied.Load() {
+			return true
+		}
+		if i < 20 {
+			runtime.Gosched()
+		} else {
+			time.Sleep(10 * time.Microsecond)
+		}
+	}
+	return false
+}
+
+// subjectFromProc is subject's slow path, from /proc.
+func (a *Agent) subjectFromProc(ctx context.Context, pid int32) (host.ProcessID, bool) {
 	p, err := procfs.Read("/proc", uint32(pid))
 	if err != nil {
 		return host.ProcessID{}, false
@@ -279,6 +332,7 @@ func (a *Agent) subject(ctx context.Context, pid int32) (host.ProcessID, bool) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.pids[id.PID] = id
 	cur := a.eng.Process(id)
 	if cur == nil {
 		parent, err := procfs.Read("/proc", p.PPID)
@@ -306,20 +360,15 @@ func (a *Agent) decide(ctx context.Context, ev *fanotify.Event) bool {
 		return false
 	}
 	req := host.Request{Subject: id, DecideRequest: abi.DecideRequest{Object: ev.Path, FS: ev.FS}}
-	switch {
-	case ev.Kind == fanotify.Exec:
-		req.Op = abi.OpProcessExec
-	default:
-		if w, _ := ev.Write(); w {
-			req.Op = abi.OpFileWrite
-		} else if ev.SharedObject {
-			req.Op = abi.OpCodeLoad
-		} else {
-			req.Op = abi.OpFileRead
-		}
-	}
 	var d host.Decision
-	if err := a.eng.DecideInto(ctx, &req, &d); err != nil {
+	var err error
+	if ev.Kind == fanotify.Exec {
+		req.Op = abi.OpProcessExec
+		err = a.eng.DecideInto(ctx, &req, &d)
+	} else {
+		err = a.decideOpen(ctx, ev, &req, &d)
+	}
+	if err != nil {
 		a.log.Error("no decision", "pid", ev.PID, "op", req.Op.String(), "object", ev.Path, "error", err)
 		a.count(func(s *Stats) { s.Unresolved++ })
 		return false
@@ -335,6 +384,79 @@ func (a *Agent) decide(ctx context.Context, ev *fanotify.Event) bool {
 		a.audit(&req, &d)
 	}
 	return allow
+}
+
+// fast answers an event on the listener's reader when everything it needs
+// is at hand: the tracker caught up (checked once, without waiting), the
+// process in the pid map, and cached allow decisions that agree whatever
+// the open turns out to be. Anything else (a miss, a denial, which is
+// audited with its exact op) goes to the workers and decide.
+func (a *Agent) fast(ev *fanotify.Event) (allow, ok bool) {
+	if a.tracker.Pending() != 0 || a.read.Load() != a.applied.Load() {
+		return false, false
+	}
+	a.mu.Lock()
+	id, known := a.pids[uint32(ev.PID)]
+	a.mu.Unlock()
+	if !known {
+		return false, false
+	}
+	ctx := context.Background()
+	req := host.Request{Subject: id, DecideRequest: abi.DecideRequest{Object: ev.Path, FS: ev.FS}}
+	var d host.Decision
+	ops := []abi.Op{abi.OpProcessExec}
+	if ev.Kind == fanotify.Open {
+		ops = []abi.Op{abi.OpFileRead, abi.OpFileWrite, abi.OpCodeLoad}
+	}
+	for _, op := range ops {
+		req.Op = op
+		hit, err := a.eng.DecideCachedInto(ctx, &req, &d)
+		if err != nil || !hit || d.Effective() != abi.Allow || d.Verdict != abi.Allow {
+			return false, false
+		}
+	}
+	a.count(func(s *Stats) { s.Decisions++; s.Fast++ })
+	if a.log.IsDebug() {
+		req.Op = ops[0]
+		a.audit(&req, &d)
+	}
+	return true, true
+}
+
+// decideOpen decides an open. Whether it is a write (the blocked system
+// call's flags) or a code load (the file's ELF header) costs a read from
+// /proc or the file, so it is found out only when the answers differ: the
+// read decision, usually cached, comes first; where the write or
+// code.load decision is the same verdict, which one applies does not
+// matter for the answer (denials excepted: their audit line names the op).
+func (a *Agent) decideOpen(ctx context.Context, ev *fanotify.Event, req *host.Request, d *host.Decision) error {
+	var alt host.Decision
+	req.Op = abi.OpFileWrite
+	if err := a.eng.DecideInto(ctx, req, &alt); err != nil {
+		return err
+	}
+	req.Op = abi.OpFileRead
+	if err := a.eng.DecideInto(ctx, req, d); err != nil {
+		return err
+	}
+	// A denial is audited, so its op must be the true one: found out too.
+	exact := d.Verdict == abi.Deny
+	if alt.Effective() != d.Effective() || exact {
+		if w, _ := ev.Write(); w {
+			req.Op, *d = abi.OpFileWrite, alt
+			return nil
+		}
+	}
+	req.Op = abi.OpCodeLoad
+	if err := a.eng.DecideInto(ctx, req, &alt); err != nil {
+		return err
+	}
+	if (alt.Effective() != d.Effective() || exact) && ev.SharedObject() {
+		*d = alt
+		return nil
+	}
+	req.Op = abi.OpFileRead
+	return nil
 }
 
 func (a *Agent) count(f func(*Stats)) {

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,7 +19,26 @@ import (
 // hostAgent is `host run` as a separate process.
 type hostAgent struct {
 	cmd    *exec.Cmd
-	stderr *strings.Builder
+	stderr *syncBuffer
+}
+
+// syncBuffer is a strings.Builder that exec's copying goroutine writes
+// while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // buildHost builds the host binary once per test.
@@ -52,7 +72,7 @@ func (w *world) runHost(t *testing.T, bin string) *hostAgent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &hostAgent{cmd: cmd, stderr: &strings.Builder{}}
+	h := &hostAgent{cmd: cmd, stderr: &syncBuffer{}}
 	cmd.Stderr = h.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

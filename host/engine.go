@@ -277,25 +277,47 @@ func (e *Engine) Decide(ctx context.Context, r *Request) (Decision, error) {
 // Decision is large enough that returning it by value costs a cache hit a
 // noticeable share of its time. On error d is the zero Decision.
 func (e *Engine) DecideInto(ctx context.Context, r *Request, d *Decision) error {
+	_, err := e.decideInto(ctx, r, d, false)
+	return err
+}
+
+// DecideCachedInto is DecideInto from the cache alone: on a miss it calls
+// no plugin and returns false, leaving d unspecified. A kernel layer uses
+// it to answer on its event loop what needs no plugin, and hands the rest
+// to workers.
+func (e *Engine) DecideCachedInto(ctx context.Context, r *Request, d *Decision) (bool, error) {
+	return e.decideInto(ctx, r, d, true)
+}
+
+func (e *Engine) decideInto(ctx context.Context, r *Request, d *Decision, cachedOnly bool) (bool, error) {
 	if err := validate(&r.DecideRequest); err != nil {
 		*d = Decision{}
-		return err
+		return false, err
 	}
 	p := e.table.get(r.Subject)
 	if p == nil {
 		*d = Decision{}
-		return fmt.Errorf("subject %v: %w", r.Subject, ErrUnknownProcess)
+		return false, fmt.Errorf("subject %v: %w", r.Subject, ErrUnknownProcess)
 	}
 	if r.Op.Object() == abi.ObjectProcess {
 		t := e.table.get(r.Target)
 		if t == nil {
 			*d = Decision{}
-			return fmt.Errorf("target %v: %w", r.Target, ErrUnknownProcess)
+			return false, fmt.Errorf("target %v: %w", r.Target, ErrUnknownProcess)
 		}
 		r.Object, r.TargetZone = t.Exe, t.Zone
 	}
+	if cachedOnly {
+		req := &r.DecideRequest
+		req.Zone, req.State = p.Zone, ""
+		v, ok := e.cache.Lookup(e.gen, &p.subj, req, e.clock())
+		if ok {
+			e.decision(p, v, true, d)
+		}
+		return ok, nil
+	}
 	e.decide(ctx, p, &r.DecideRequest, d)
-	return nil
+	return true, nil
 }
 
 // validate rejects requests no plugin could be asked about: answering them

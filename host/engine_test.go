@@ -621,3 +621,28 @@ func TestSessionClosed(t *testing.T) {
 		t.Fatal("a closed session reports memory")
 	}
 }
+
+// DecideCachedInto answers from the cache only: false on a miss, without
+// calling a plugin; the same decision as DecideInto on a hit.
+func TestDecideCachedInto(t *testing.T) {
+	rt := newTestRuntime(t, Limits{})
+	p := loadBehave(t, rt, "behave", 'a')
+	e := newTestEngine(t, Config{}, p)
+	e.Exist(ctx, proc1, "/usr/bin/bash", abi.FSLocal)
+	req := writeReq("/tmp/x")
+	var d Decision
+	calls := p.Info().Calls
+	if hit, err := e.DecideCachedInto(ctx, req, &d); err != nil || hit {
+		t.Fatalf("before any decision: hit %v, %v", hit, err)
+	}
+	if p.Info().Calls != calls {
+		t.Fatal("a cache-only decision called the plugin")
+	}
+	var full Decision
+	if err := e.DecideInto(ctx, req, &full); err != nil {
+		t.Fatal(err)
+	}
+	if hit, err := e.DecideCachedInto(ctx, req, &d); err != nil || !hit || !d.Cached || d.Verdict != full.Verdict || d.Rule != full.Rule {
+		t.Fatalf("after: hit %v %v, %+v vs %+v", hit, err, d, full)
+	}
+}

@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,13 +49,16 @@ func (k Kind) String() string {
 type Event struct {
 	Kind Kind
 	PID  int32      // the process asking (its thread group id)
-	TID  int32      // the thread asking, blocked in its system call (see Syscall)
 	Path string     // the file, from the event's descriptor
 	FS   abi.FSKind // the file's filesystem kind, from fstatfs on the descriptor
-	// SharedObject: the file is an ELF shared object (or PIE executable),
-	// as the dynamic loader opens to map code.
-	SharedObject bool
+	fd   int        // the event's descriptor, valid while the handler runs
 }
+
+// SharedObject reports whether the file is an ELF shared object (or PIE
+// executable), as the dynamic loader opens to map code. It reads the
+// file's header, so call it only when the answer matters; only while the
+// handler runs.
+func (ev *Event) SharedObject() bool { return sharedObject(ev.fd) }
 
 // Handler decides an event: true allows. It may take as long as it likes;
 // the listener answers with Config.DeadlineVerdict when the deadline
@@ -84,6 +86,11 @@ type Config struct {
 	// every process that touches a marked file.
 	Stuck      func(waited time.Duration)
 	StuckAfter time.Duration
+	// Fast, if set, is tried on the reader itself before an event is
+	// queued: it answers from what it has at hand (a cache) or says it
+	// cannot (ok false), and then the event goes to the workers and the
+	// handler. Answering inline saves two thread handoffs per event.
+	Fast func(ev *Event) (allow, ok bool)
 }
 
 func (c *Config) defaults() {
@@ -132,20 +139,18 @@ type Listener struct {
 
 // pending is an event waiting for its answer.
 type pending struct {
-	ev       Event
-	fd       int // the event's descriptor
-	answered atomic.Bool
-	timer    *time.Timer // set before the event is queued; answer never reads it
+	ev        Event
+	fd        int // the event's descriptor
+	answered  atomic.Bool
+	described bool        // Path, FS and fd are set (by the reader or one worker)
+	timer     *time.Timer // set before the event is queued; answer never reads it
 }
 
 // New creates a permission group. It needs CAP_SYS_ADMIN. Nothing is
 // marked yet: see Mark.
 func New(cfg Config) (*Listener, error) {
 	cfg.defaults()
-	// FAN_REPORT_TID: events name the thread, whose pending system call
-	// (/proc/TID/syscall) says what it is doing; the process is looked
-	// up from it.
-	fd, err := unix.FanotifyInit(unix.FAN_CLASS_CONTENT|unix.FAN_CLOEXEC|unix.FAN_NONBLOCK|unix.FAN_UNLIMITED_QUEUE|unix.FAN_REPORT_TID,
+	fd, err := unix.FanotifyInit(unix.FAN_CLASS_CONTENT|unix.FAN_CLOEXEC|unix.FAN_NONBLOCK|unix.FAN_UNLIMITED_QUEUE,
 		unix.O_RDONLY|unix.O_LARGEFILE|unix.O_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("fanotify_init: %w", err)
@@ -287,14 +292,21 @@ func (l *Listener) dispatch(b []byte) {
 			continue
 		}
 		l.stats.events.Add(1)
-		p := &pending{fd: int(m.Fd), ev: Event{PID: m.Pid, TID: m.Pid, Kind: Open}}
+		p := &pending{fd: int(m.Fd), ev: Event{PID: m.Pid, Kind: Open}}
 		if m.Mask&unix.FAN_OPEN_EXEC_PERM != 0 {
 			p.ev.Kind = Exec
 		}
-		if m.Pid == l.self || ownThread(m.Pid) {
+		if m.Pid == l.self {
 			l.stats.self.Add(1)
 			l.answer(p, true, nil)
 			continue
+		}
+		if l.cfg.Fast != nil {
+			l.describe(p)
+			if allow, ok := l.cfg.Fast(&p.ev); ok {
+				l.answer(p, allow, nil)
+				continue
+			}
 		}
 		// The deadline runs from now, whatever happens to the event.
 		p.timer = time.AfterFunc(l.cfg.Deadline, func() { l.answer(p, l.cfg.DeadlineAllow, &l.stats.deadline) })
@@ -318,10 +330,7 @@ func (l *Listener) work(ctx context.Context, h Handler) {
 			if p.answered.Load() {
 				continue // the deadline passed while it waited
 			}
-			p.ev.PID = tgid(p.ev.TID)
-			p.ev.Path, _ = os.Readlink("/proc/self/fd/" + strconv.Itoa(p.fd))
-			p.ev.FS = fsKind(p.fd)
-			p.ev.SharedObject = p.ev.Kind == Open && sharedObject(p.fd)
+			l.describe(p)
 			allow := h(ctx, &p.ev)
 			l.answer(p, allow, nil)
 			// The timer was set before the event was queued, so reading
@@ -373,30 +382,15 @@ func (l *Listener) Close() error {
 	return l.closeErr
 }
 
-// ownThread reports whether tid is a thread of this process: one stat,
-// cheap enough for the reader, which must never queue its own process's
-// events behind others.
-func ownThread(tid int32) bool {
-	_, err := os.Stat("/proc/self/task/" + strconv.Itoa(int(tid)))
-	return err == nil
-}
-
-// tgid returns the thread group (process) of thread tid, from
-// /proc/TID/status; tid itself when it cannot be read (a single-threaded
-// process, or one that is gone).
-func tgid(tid int32) int32 {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(int(tid)) + "/status")
-	if err != nil {
-		return tid
+// describe fills in the event's path and filesystem kind, once.
+func (l *Listener) describe(p *pending) {
+	if p.described {
+		return
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "Tgid:"); ok {
-			if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
-				return int32(n)
-			}
-		}
-	}
-	return tid
+	p.described = true
+	p.ev.Path, _ = os.Readlink("/proc/self/fd/" + strconv.Itoa(p.fd))
+	p.ev.FS = fsKind(p.fd)
+	p.ev.fd = p.fd
 }
 
 // fsKind classifies the filesystem of an open file.

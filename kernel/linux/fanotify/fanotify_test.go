@@ -247,7 +247,7 @@ func TestIntentAndSharedObject(t *testing.T) {
 	dir, _ := guarded(t, Config{}, func(ctx context.Context, ev *Event) bool {
 		w, k := ev.Write()
 		mu.Lock()
-		got = append(got, seen{filepath.Base(ev.Path), w, k, ev.SharedObject})
+		got = append(got, seen{filepath.Base(ev.Path), w, k, ev.SharedObject()})
 		mu.Unlock()
 		return true
 	})

@@ -14,10 +14,39 @@ import (
 // Write reports whether the open that raised ev asks for write access
 // (O_WRONLY, O_RDWR, O_CREAT or O_TRUNC), and whether that could be told.
 // fanotify does not pass the open flags on, so they are read from the
-// system call the thread is blocked in (/proc/TID/syscall, and for
-// openat2 its struct open_how from /proc/TID/mem).
+// system call the process's thread is blocked in (/proc/PID/task/TID/
+// syscall, and for openat2 its struct open_how from the thread's memory).
+// Events name the process, not the thread: its main thread is looked at
+// first, then the others; if several threads are opening at once, any
+// open for writing makes the answer a write, the stricter reading.
 func (ev *Event) Write() (write, known bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(int(ev.TID)) + "/syscall")
+	pid := strconv.Itoa(int(ev.PID))
+	if w, k := openIntent(ev.PID, "/proc/"+pid+"/syscall"); k {
+		return w, true
+	}
+	tasks, err := os.ReadDir("/proc/" + pid + "/task")
+	if err != nil {
+		return false, false
+	}
+	for _, t := range tasks {
+		tid, err := strconv.Atoi(t.Name())
+		if err != nil || tid == int(ev.PID) {
+			continue
+		}
+		if w, k := openIntent(int32(tid), "/proc/"+pid+"/task/"+t.Name()+"/syscall"); k {
+			known = true
+			if w {
+				return true, true
+			}
+		}
+	}
+	return false, known
+}
+
+// openIntent reads one thread's syscall file: whether it is in an open,
+// and whether that open asks to write.
+func openIntent(tid int32, path string) (write, known bool) {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return false, false
 	}
@@ -47,7 +76,7 @@ func (ev *Event) Write() (write, known bool) {
 		if !ok2 {
 			return false, false
 		}
-		flags, ok = readU64(ev.TID, how)
+		flags, ok = readU64(tid, how)
 	default:
 		return false, false
 	}

@@ -162,3 +162,6 @@ func (t *Tracker) Close() error {
 	})
 	return t.closeErr
 }
+
+// Pending is the number of bytes of events in the ring buffer not read yet.
+func (t *Tracker) Pending() int { return t.rd.AvailableBytes() }
