@@ -20,9 +20,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
-	"io"
 	"path/filepath"
 	"runtime/pprof"
 	"strconv"
@@ -431,4 +431,3 @@ func lastLines(s string, n int) string {
 	}
 	return strings.Join(l, " | ")
 }
-
