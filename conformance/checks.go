@@ -218,16 +218,24 @@ func goldenRequests() (decide []abi.DecideRequest, classify []abi.ClassifyReques
 	return decide, classify, invalid, nil
 }
 
+// setup loads the golden requests and starts a caller for a check; on
+// failure the check says why and ok is false.
+func (s *suite) setup(c *check) (dreqs []abi.DecideRequest, creqs []abi.ClassifyRequest, invalid []abi.Golden, cl *caller, ok bool) {
+	dreqs, creqs, invalid, err := goldenRequests()
+	if err == nil {
+		cl, err = s.newCaller()
+	}
+	if err != nil {
+		c.failf("%v", err)
+		return nil, nil, nil, nil, false
+	}
+	return dreqs, creqs, invalid, cl, true
+}
+
 func (s *suite) vectors() {
 	s.do("vectors", true, func(c *check) {
-		dreqs, creqs, _, err := goldenRequests()
-		if err != nil {
-			c.failf("%v", err)
-			return
-		}
-		cl, err := s.newCaller()
-		if err != nil {
-			c.failf("%v", err)
+		dreqs, creqs, _, cl, ok := s.setup(c)
+		if !ok {
 			return
 		}
 		defer cl.close()
@@ -876,14 +884,8 @@ func (s *suite) determinism() {
 
 func (s *suite) robustness() {
 	s.do("robustness", true, func(c *check) {
-		dreqs, creqs, invalid, err := goldenRequests()
-		if err != nil {
-			c.failf("%v", err)
-			return
-		}
-		cl, err := s.newCaller()
-		if err != nil {
-			c.failf("%v", err)
+		dreqs, creqs, invalid, cl, ok := s.setup(c)
+		if !ok {
 			return
 		}
 		defer cl.close()
