@@ -58,14 +58,14 @@ type Agent struct {
 
 	// pids maps a running process's pid to its identity, kept by the
 	// rebuild, the tracker's events and the slow path of subject; under
-	// mu. read and applied count tracker events taken from the ring
-	// buffer and applied: when they are equal and the ring is empty,
-	// every process event that happened before now is in the table.
-	pids          map[uint32]host.ProcessID
-	read, applied atomic.Uint64
-	mu            sync.Mutex // serializes table changes from events and lookups
-	stats         Stats
-	trackErr      chan error
+	// mu. applied counts the tracker's events applied: when it equals
+	// the kernel's count of events submitted, every process event that
+	// happened before now is in the table.
+	pids     map[uint32]host.ProcessID
+	applied  atomic.Uint64
+	mu       sync.Mutex // serializes table changes from events and lookups
+	stats    Stats
+	trackErr chan error
 }
 
 // Stats are the agent's counters.
@@ -177,7 +177,6 @@ func (a *Agent) readTracker(out chan<- proctrack.Event) {
 			}
 			return
 		}
-		a.read.Add(1)
 		out <- ev
 	}
 }
@@ -304,7 +303,7 @@ func (a *Agent) subject(ctx context.Context, pid int32) (host.ProcessID, bool) {
 // caughtUp waits, briefly, until the tracker's pending events are applied.
 func (a *Agent) caughtUp() bool {
 	for i := 0; i < 200; i++ {
-		if a.tracker.Pending() == 0 && a.read.Load() == a.applied.Load() {
+		if a.upToDate() {
 			return true
 		}
 		if i < 20 {
@@ -314,6 +313,16 @@ func (a *Agent) caughtUp() bool {
 		}
 	}
 	return false
+}
+
+// upToDate reports whether every process event the kernel has submitted
+// is applied. The kernel counts a process's fork and exec events before
+// that process can raise a permission event, so when this holds for a
+// permission event, the process's identity and image in the table are
+// current.
+func (a *Agent) upToDate() bool {
+	n, err := a.tracker.Submitted()
+	return err == nil && n == a.applied.Load()
 }
 
 // subjectFromProc is subject's slow path, from /proc.
@@ -392,7 +401,7 @@ func (a *Agent) decide(ctx context.Context, ev *fanotify.Event) bool {
 // the open turns out to be. Anything else (a miss, a denial, which is
 // audited with its exact op) goes to the workers and decide.
 func (a *Agent) fast(ev *fanotify.Event) (allow, ok bool) {
-	if a.tracker.Pending() != 0 || a.read.Load() != a.applied.Load() {
+	if !a.upToDate() {
 		return false, false
 	}
 	a.mu.Lock()

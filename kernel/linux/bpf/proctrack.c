@@ -58,6 +58,18 @@ struct {
 	__type(value, __u64);
 } lost SEC(".maps");
 
+// seq[0] counts events submitted to the ring buffer. User space compares
+// it with the events it has applied: equal means every process event
+// that happened so far is in its table. Memory-mapped, so reading it is
+// no system call.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} seq SEC(".maps");
+
 static __always_inline void emit(__u32 kind, __u32 pid, __u64 start, __u32 creator, __u64 creator_start)
 {
 	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
@@ -74,6 +86,12 @@ static __always_inline void emit(__u32 kind, __u32 pid, __u64 start, __u32 creat
 	e->creator = creator;
 	e->pad = 0;
 	e->creator_start = creator_start;
+	// Counted before it is visible, so user space may wait for an event
+	// it cannot read yet, never read one it has not counted.
+	__u32 zero = 0;
+	__u64 *n = bpf_map_lookup_elem(&seq, &zero);
+	if (n)
+		__sync_fetch_and_add(n, 1);
 	bpf_ringbuf_submit(e, 0);
 }
 

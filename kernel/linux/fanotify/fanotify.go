@@ -130,11 +130,12 @@ type Listener struct {
 	stats struct {
 		events, allowed, denied, self, deadline, queueFull, overflow, stuck atomic.Uint64
 	}
-	lastRead atomic.Int64           // monotonic ns of the reader's last return from read
-	stall    atomic.Pointer[func()] // tests only: called after each read
-	wmu      sync.Mutex             // serializes responses with each other and with Close
-	closed   bool                   // under wmu: the group's descriptor is closed (its number may be reused)
-	closeErr error
+	lastRead  atomic.Int64           // monotonic ns of the reader's last return from read
+	busySince atomic.Int64           // monotonic ns the reader started on what it read; 0 when back to reading
+	stall     atomic.Pointer[func()] // tests only: called after each read
+	wmu       sync.Mutex             // serializes responses with each other and with Close
+	closed    bool                   // under wmu: the group's descriptor is closed (its number may be reused)
+	closeErr  error
 }
 
 // pending is an event waiting for its answer.
@@ -212,7 +213,9 @@ func (l *Listener) Run(ctx context.Context, h Handler) error {
 	for {
 		l.lastRead.Store(monotonic())
 		n, err := l.f.Read(buf)
-		l.lastRead.Store(monotonic())
+		now := monotonic()
+		l.lastRead.Store(now)
+		l.busySince.Store(now)
 		if f := l.stall.Load(); f != nil {
 			(*f)() // tests: a stuck reader
 		}
@@ -223,6 +226,7 @@ func (l *Listener) Run(ctx context.Context, h Handler) error {
 			return fmt.Errorf("reading fanotify events: %w", err)
 		}
 		l.dispatch(buf[:n])
+		l.busySince.Store(0)
 	}
 }
 
@@ -230,11 +234,10 @@ var start = time.Now()
 
 func monotonic() int64 { return int64(time.Since(start)) }
 
-// watchdog checks every quarter second whether events wait in the kernel
-// (the group's descriptor polls readable) while the reader has not
-// returned from a read for StuckAfter. Reading is all the reader does
-// between reads besides handing events to the queue, so that means the
-// loop is stuck.
+// watchdog checks every quarter second whether the reader has held events
+// it read for StuckAfter without handing them on, or events wait in the
+// kernel (the group's descriptor polls readable) while the reader has not
+// come back to read for StuckAfter. Either means the loop is stuck.
 func (l *Listener) watchdog(ctx context.Context) {
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
@@ -252,10 +255,15 @@ func (l *Listener) watchdog(ctx context.Context) {
 		}
 		n, err := unix.Poll(fds, 0)
 		l.wmu.Unlock()
-		if err != nil || n == 0 || fds[0].Revents&unix.POLLIN == 0 {
-			continue
+		var waited time.Duration
+		if busy := l.busySince.Load(); busy != 0 {
+			// Events read and not yet handed on: nothing answers them
+			// until the reader comes back.
+			waited = time.Duration(monotonic() - busy)
+		} else if err == nil && n > 0 && fds[0].Revents&unix.POLLIN != 0 {
+			// Events waiting in the kernel, unread.
+			waited = time.Duration(monotonic() - l.lastRead.Load())
 		}
-		waited := time.Duration(monotonic() - l.lastRead.Load())
 		if waited < l.cfg.StuckAfter {
 			continue
 		}

@@ -72,6 +72,7 @@ type Tracker struct {
 	objs      proctrackObjects
 	links     []link.Link
 	rd        *ringbuf.Reader
+	seq       *ebpf.Memory // the seq map, mapped; nil where it cannot be
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -108,6 +109,9 @@ func Start() (t *Tracker, err error) {
 	}
 	if t.rd, err = ringbuf.NewReader(t.objs.Events); err != nil {
 		return nil, fmt.Errorf("reading the process events: %w", err)
+	}
+	if mem, err := t.objs.Seq.Memory(); err == nil {
+		t.seq = mem
 	}
 	return t, nil
 }
@@ -163,5 +167,18 @@ func (t *Tracker) Close() error {
 	return t.closeErr
 }
 
-// Pending is the number of bytes of events in the ring buffer not read yet.
-func (t *Tracker) Pending() int { return t.rd.AvailableBytes() }
+// Submitted is the number of events the kernel has put in the ring buffer
+// so far (counted just before each becomes readable). A reader that has
+// applied that many events has seen every process event up to now.
+func (t *Tracker) Submitted() (uint64, error) {
+	if t.seq == nil {
+		var n uint64
+		err := t.objs.Seq.Lookup(uint32(0), &n)
+		return n, err
+	}
+	var b [8]byte
+	if _, err := t.seq.ReadAt(b[:], 0); err != nil {
+		return 0, err
+	}
+	return binary.NativeEndian.Uint64(b[:]), nil
+}

@@ -29,6 +29,7 @@ type proctrackEvent struct {
 const (
 	proctrackMapEvents      = "events"
 	proctrackMapLost        = "lost"
+	proctrackMapSeq         = "seq"
 	proctrackProgOnExec     = "on_exec"
 	proctrackProgOnExit     = "on_exit"
 	proctrackProgOnFork     = "on_fork"
@@ -88,6 +89,7 @@ type proctrackProgramSpecs struct {
 type proctrackMapSpecs struct {
 	Events *ebpf.MapSpec `ebpf:"events"`
 	Lost   *ebpf.MapSpec `ebpf:"lost"`
+	Seq    *ebpf.MapSpec `ebpf:"seq"`
 }
 
 // proctrackVariableSpecs contains global variables before they are loaded into the kernel.
@@ -119,12 +121,14 @@ func (o *proctrackObjects) Close() error {
 type proctrackMaps struct {
 	Events *ebpf.Map `ebpf:"events"`
 	Lost   *ebpf.Map `ebpf:"lost"`
+	Seq    *ebpf.Map `ebpf:"seq"`
 }
 
 func (m *proctrackMaps) Close() error {
 	return _ProctrackClose(
 		m.Events,
 		m.Lost,
+		m.Seq,
 	)
 }
 

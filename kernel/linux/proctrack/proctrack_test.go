@@ -111,6 +111,16 @@ func TestForkExecExit(t *testing.T) {
 	if n, err := tr.Lost(); err != nil || n != 0 {
 		t.Errorf("lost %d, %v", n, err)
 	}
+	// The submitted count is memory-mapped and covers what was read.
+	if tr.seq == nil {
+		t.Error("the seq map is not memory-mapped: every Submitted is a system call")
+	}
+	c.mu.Lock()
+	got := uint64(len(c.events))
+	c.mu.Unlock()
+	if n, err := tr.Submitted(); err != nil || n < got {
+		t.Errorf("submitted %d (%v), but %d events were read", n, err, got)
+	}
 }
 
 // A double fork: the orphan is re-parented (to pid 1 or a subreaper), but
