@@ -35,6 +35,7 @@ import (
 // Config configures an Agent.
 type Config struct {
 	Marks          []string // mount points to guard
+	Filesystems    []string // paths whose whole filesystems to guard
 	Deadline       time.Duration
 	DeadlineAllow  bool
 	QueueFullAllow bool
@@ -81,8 +82,8 @@ type Stats struct {
 // the configured mounts. Events are answered once Run runs. Close undoes
 // everything, also after a failed Start.
 func Start(ctx context.Context, eng *host.Engine, cfg Config) (a *Agent, err error) {
-	if len(cfg.Marks) == 0 {
-		return nil, errors.New("no mounts to guard (agent.marks is empty)")
+	if len(cfg.Marks) == 0 && len(cfg.Filesystems) == 0 {
+		return nil, errors.New("nothing to guard (agent.marks and agent.filesystems are empty)")
 	}
 	if cfg.Log == nil {
 		cfg.Log = hclog.NewNullLogger()
@@ -118,6 +119,11 @@ func Start(ctx context.Context, eng *host.Engine, cfg Config) (a *Agent, err err
 	}
 	for _, m := range cfg.Marks {
 		if err := a.fan.Mark(m, fanotify.MaskOpen|fanotify.MaskExec); err != nil {
+			return nil, err
+		}
+	}
+	for _, m := range cfg.Filesystems {
+		if err := a.fan.MarkFilesystem(m, fanotify.MaskOpen|fanotify.MaskExec); err != nil {
 			return nil, err
 		}
 	}
@@ -432,39 +438,46 @@ func (a *Agent) fast(ev *fanotify.Event) (allow, ok bool) {
 	return true, true
 }
 
-// decideOpen decides an open. Whether it is a write (the blocked system
-// call's flags) or a code load (the file's ELF header) costs a read from
-// /proc or the file, so it is found out only when the answers differ: the
-// read decision, usually cached, comes first; where the write or
-// code.load decision is the same verdict, which one applies does not
-// matter for the answer (denials excepted: their audit line names the op).
+// decideOpen decides an open. The read, write and code.load decisions
+// (usually cached) come first: when all allow, what the open is does not
+// matter. Otherwise the open's access is read from the blocked system
+// call (unknown counts as read and write) and an ELF shared object is
+// also a code load, and the open is allowed only if every decision that
+// applies allows it; the first that denies is the one reported.
 func (a *Agent) decideOpen(ctx context.Context, ev *fanotify.Event, req *host.Request, d *host.Decision) error {
-	var alt host.Decision
-	req.Op = abi.OpFileWrite
-	if err := a.eng.DecideInto(ctx, req, &alt); err != nil {
-		return err
-	}
-	req.Op = abi.OpFileRead
-	if err := a.eng.DecideInto(ctx, req, d); err != nil {
-		return err
-	}
-	// A denial is audited, so its op must be the true one: found out too.
-	exact := d.Verdict == abi.Deny
-	if alt.Effective() != d.Effective() || exact {
-		if w, _ := ev.Write(); w {
-			req.Op, *d = abi.OpFileWrite, alt
-			return nil
+	var ds [3]host.Decision
+	ops := [3]abi.Op{abi.OpFileWrite, abi.OpCodeLoad, abi.OpFileRead}
+	all := true
+	for i, op := range ops {
+		req.Op = op
+		if err := a.eng.DecideInto(ctx, req, &ds[i]); err != nil {
+			return err
 		}
+		all = all && ds[i].Effective() == abi.Allow && ds[i].Verdict == abi.Allow
 	}
-	req.Op = abi.OpCodeLoad
-	if err := a.eng.DecideInto(ctx, req, &alt); err != nil {
-		return err
-	}
-	if (alt.Effective() != d.Effective() || exact) && ev.SharedObject() {
-		*d = alt
+	if all {
+		req.Op, *d = abi.OpFileRead, ds[2]
 		return nil
 	}
-	req.Op = abi.OpFileRead
+	read, write, known := ev.Access()
+	if !known {
+		read, write = true, true
+	}
+	applies := [3]bool{write, ev.SharedObject(), read || !write}
+	chosen := -1
+	for i := range ops {
+		if !applies[i] {
+			continue
+		}
+		if chosen < 0 {
+			chosen = i // the most specific op that applies, if none denies
+		}
+		if ds[i].Verdict == abi.Deny {
+			chosen = i
+			break
+		}
+	}
+	req.Op, *d = ops[chosen], ds[chosen]
 	return nil
 }
 

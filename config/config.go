@@ -50,6 +50,10 @@ type Agent struct {
 	// Marks are the mount points whose files are guarded (fanotify
 	// marks on each whole mount). Required by host run.
 	Marks []string `json:"marks"`
+	// Filesystems are paths whose whole filesystem is guarded, on every
+	// mount of it in every mount namespace (bind mounts and containers'
+	// copies included), which a mount mark does not cover.
+	Filesystems []string `json:"filesystems"`
 	// Deadline bounds every permission event (default "100ms"), whatever
 	// the plugins do; DeadlineVerdict ("deny", the default, or "allow")
 	// answers an event that misses it.
@@ -88,6 +92,7 @@ type Settings struct {
 // AgentSettings are a parsed "agent" object.
 type AgentSettings struct {
 	Marks          []string // absolute, cleaned
+	Filesystems    []string // absolute, cleaned
 	Deadline       time.Duration
 	DeadlineAllow  bool
 	QueueFullAllow bool
@@ -228,14 +233,20 @@ func (f *File) settings(dir string) (Settings, error) {
 
 func (a *Agent) settings(dir string) (AgentSettings, error) {
 	s := AgentSettings{Deadline: 100 * time.Millisecond}
-	for i, m := range a.Marks {
-		if m == "" {
-			return s, keyErr(fmt.Sprintf("agent.marks[%d]", i), errors.New("empty path"))
+	for _, l := range []struct {
+		key string
+		in  []string
+		out *[]string
+	}{{"agent.marks", a.Marks, &s.Marks}, {"agent.filesystems", a.Filesystems, &s.Filesystems}} {
+		for i, m := range l.in {
+			if m == "" {
+				return s, keyErr(fmt.Sprintf("%s[%d]", l.key, i), errors.New("empty path"))
+			}
+			if !filepath.IsAbs(m) {
+				m = filepath.Join(dir, m)
+			}
+			*l.out = append(*l.out, filepath.Clean(m))
 		}
-		if !filepath.IsAbs(m) {
-			m = filepath.Join(dir, m)
-		}
-		s.Marks = append(s.Marks, filepath.Clean(m))
 	}
 	if a.Deadline != "" {
 		v, err := time.ParseDuration(a.Deadline)

@@ -33,9 +33,9 @@ Stopping the agent, or killing it, releases every pending event.
 		return err
 	}
 	if ef.config == "" {
-		return fmt.Errorf("--config is required: it names the mounts to guard (agent.marks): %w", errUsage)
+		return fmt.Errorf("--config is required: it names what to guard (agent.marks, agent.filesystems): %w", errUsage)
 	}
-	if ef.logLevel == "warn" {
+	if !flagSet(fs, "log-level") {
 		ef.logLevel = "info" // denials are logged at info
 	}
 	ef.jsonLog = true
@@ -49,7 +49,7 @@ Stopping the agent, or killing it, releases every pending event.
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	a, err := agent.Start(ctx, s.engine, agent.Config{
-		Marks: as.Marks, Deadline: as.Deadline, DeadlineAllow: as.DeadlineAllow, QueueFullAllow: as.QueueFullAllow,
+		Marks: as.Marks, Filesystems: as.Filesystems, Deadline: as.Deadline, DeadlineAllow: as.DeadlineAllow, QueueFullAllow: as.QueueFullAllow,
 		Queue: as.Queue, Workers: as.Workers, Log: s.log.Named("agent"),
 	})
 	if err != nil {
@@ -57,9 +57,16 @@ Stopping the agent, or killing it, releases every pending event.
 	}
 	defer a.Close()
 	st := a.Stats()
-	fmt.Fprintf(stdout, "guarding %v (mode %s, deadline %v); %d processes found running, %d of unknown ancestry\n",
-		as.Marks, s.engine.Mode(), as.Deadline, st.Rebuilt, st.RebuiltUnknown)
+	fmt.Fprintf(stdout, "guarding mounts %v, filesystems %v (mode %s, deadline %v); %d processes found running, %d of unknown ancestry\n",
+		as.Marks, as.Filesystems, s.engine.Mode(), as.Deadline, st.Rebuilt, st.RebuiltUnknown)
 	err = a.Run(ctx)
 	fmt.Fprintf(stdout, "stopped: %+v; fanotify %+v\n", a.Stats(), a.Fanotify())
 	return err
+}
+
+// flagSet reports whether the flag name was given on the command line.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }

@@ -179,6 +179,17 @@ func (l *Listener) Mark(path string, mask uint64) error {
 	return nil
 }
 
+// MarkFilesystem watches the whole filesystem that holds path, for the
+// events in mask: every mount of it, in every mount namespace (a bind
+// mount or a container's copy of the mount tree included), which a mount
+// mark does not cover.
+func (l *Listener) MarkFilesystem(path string, mask uint64) error {
+	if err := unix.FanotifyMark(l.fd, unix.FAN_MARK_ADD|unix.FAN_MARK_FILESYSTEM, mask, unix.AT_FDCWD, path); err != nil {
+		return fmt.Errorf("fanotify_mark (filesystem) %s: %w", path, err)
+	}
+	return nil
+}
+
 // Stats returns the counters.
 func (l *Listener) Stats() Stats {
 	s := &l.stats
@@ -241,6 +252,7 @@ func monotonic() int64 { return int64(time.Since(start)) }
 func (l *Listener) watchdog(ctx context.Context) {
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
+	var readySince int64 // when the descriptor was first seen readable with no read since
 	for {
 		select {
 		case <-ctx.Done():
@@ -256,13 +268,21 @@ func (l *Listener) watchdog(ctx context.Context) {
 		n, err := unix.Poll(fds, 0)
 		l.wmu.Unlock()
 		var waited time.Duration
+		now := monotonic()
 		if busy := l.busySince.Load(); busy != 0 {
 			// Events read and not yet handed on: nothing answers them
 			// until the reader comes back.
-			waited = time.Duration(monotonic() - busy)
+			waited = time.Duration(now - busy)
 		} else if err == nil && n > 0 && fds[0].Revents&unix.POLLIN != 0 {
-			// Events waiting in the kernel, unread.
-			waited = time.Duration(monotonic() - l.lastRead.Load())
+			// Events waiting in the kernel. A reader idle in read is
+			// about to be woken, so only events that stay unread, with
+			// no read returning, for StuckAfter count.
+			if readySince == 0 || l.lastRead.Load() > readySince {
+				readySince = now
+			}
+			waited = time.Duration(now - readySince)
+		} else {
+			readySince = 0
 		}
 		if waited < l.cfg.StuckAfter {
 			continue
@@ -289,9 +309,11 @@ func (l *Listener) dispatch(b []byte) {
 		}
 		if m.Vers != unix.FANOTIFY_METADATA_VERSION || m.Event_len < uint32(metaLen) || int(m.Event_len) > len(b) {
 			// A format this code does not know: nothing in the buffer can
-			// be trusted, and the events in it are answered when the
-			// group closes. Counted as an overflow.
+			// be trusted. Closing the group answers its events (the
+			// kernel allows them) and stops the listener; counted as an
+			// overflow.
 			l.stats.overflow.Add(1)
+			l.Close()
 			return
 		}
 		b = b[m.Event_len:]

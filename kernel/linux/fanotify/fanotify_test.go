@@ -245,7 +245,7 @@ func TestIntentAndSharedObject(t *testing.T) {
 	var mu sync.Mutex
 	var got []seen
 	dir, _ := guarded(t, Config{}, func(ctx context.Context, ev *Event) bool {
-		w, k := ev.Write()
+		_, w, k := ev.Access()
 		mu.Lock()
 		got = append(got, seen{filepath.Base(ev.Path), w, k, ev.SharedObject()})
 		mu.Unlock()
@@ -312,5 +312,54 @@ func TestWatchdogReleasesStuckReader(t *testing.T) {
 	}
 	if st := l.Stats(); st.Stuck != 1 {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+// A filesystem mark covers every mount of the filesystem, a bind mount
+// included, which a mount mark does not.
+func TestMarkFilesystemCoversBindMounts(t *testing.T) {
+	privtest.Require(t)
+	dir, other := t.TempDir(), t.TempDir()
+	if err := unix.Mount("lineage-test", dir, "tmpfs", 0, "size=4m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	write := func(p string) {
+		if err := os.WriteFile(p, []byte("data\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(dir, "deny.txt"))
+	if err := unix.Mount(dir, other, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(other, unix.MNT_DETACH) })
+	for _, fs := range []bool{false, true} {
+		l, err := New(Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fs {
+			err = l.MarkFilesystem(dir, MaskOpen)
+		} else {
+			err = l.Mark(dir, MaskOpen)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- l.Run(ctx, denyByName) }()
+		_, errBind := run(t, "cat", filepath.Join(other, "deny.txt"))
+		_, errMount := run(t, "cat", filepath.Join(dir, "deny.txt"))
+		cancel()
+		l.Close()
+		<-done
+		if errMount == nil {
+			t.Errorf("filesystem mark %v: the marked mount itself was not guarded", fs)
+		}
+		if guardedBind := errBind != nil; guardedBind != fs {
+			t.Errorf("filesystem mark %v: the bind mount guarded: %v", fs, guardedBind)
+		}
 	}
 }

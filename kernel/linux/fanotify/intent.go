@@ -11,52 +11,47 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Write reports whether the open that raised ev asks for write access
-// (O_WRONLY, O_RDWR, O_CREAT or O_TRUNC), and whether that could be told.
-// fanotify does not pass the open flags on, so they are read from the
-// system call the process's thread is blocked in (/proc/PID/task/TID/
-// syscall, and for openat2 its struct open_how from the thread's memory).
-// Events name the process, not the thread: its main thread is looked at
-// first, then the others; if several threads are opening at once, any
-// open for writing makes the answer a write, the stricter reading.
-func (ev *Event) Write() (write, known bool) {
+// Access reports what the open that raised ev asks for: read (O_RDONLY or
+// O_RDWR) and write (O_WRONLY, O_RDWR, O_CREAT or O_TRUNC), and whether
+// that could be told. fanotify does not pass the open flags on, so they
+// are read from the system calls the process's threads are blocked in
+// (/proc/PID/task/TID/syscall, and openat2's struct open_how from the
+// thread's memory). Events name the process, not the thread, so every
+// thread blocked in an open is looked at and their accesses combined: the
+// stricter reading. Unknown (an open that is not a plain system call, such
+// as io_uring's, or another architecture) must be taken as both.
+func (ev *Event) Access() (read, write, known bool) {
 	pid := strconv.Itoa(int(ev.PID))
-	if w, k := openIntent(ev.PID, "/proc/"+pid+"/syscall"); k {
-		return w, true
-	}
 	tasks, err := os.ReadDir("/proc/" + pid + "/task")
 	if err != nil {
-		return false, false
+		return false, false, false
 	}
 	for _, t := range tasks {
 		tid, err := strconv.Atoi(t.Name())
-		if err != nil || tid == int(ev.PID) {
+		if err != nil {
 			continue
 		}
-		if w, k := openIntent(int32(tid), "/proc/"+pid+"/task/"+t.Name()+"/syscall"); k {
-			known = true
-			if w {
-				return true, true
-			}
+		if r, w, k := openIntent(int32(tid), "/proc/"+pid+"/task/"+t.Name()+"/syscall"); k {
+			read, write, known = read || r, write || w, true
 		}
 	}
-	return false, known
+	return read, write, known
 }
 
 // openIntent reads one thread's syscall file: whether it is in an open,
-// and whether that open asks to write.
-func openIntent(tid int32, path string) (write, known bool) {
+// and what that open asks for.
+func openIntent(tid int32, path string) (read, write, known bool) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return false, false
+		return false, false, false
 	}
 	f := strings.Fields(string(b))
 	if len(f) < 7 {
-		return false, false // "running" or "-1 ...": not in a system call
+		return false, false, false // "running" or "-1 ...": not in a system call
 	}
 	nr, err := strconv.ParseInt(f[0], 10, 64)
 	if err != nil {
-		return false, false
+		return false, false, false
 	}
 	arg := func(i int) (uint64, bool) {
 		v, err := strconv.ParseUint(strings.TrimPrefix(f[1+i], "0x"), 16, 64)
@@ -70,20 +65,26 @@ func openIntent(tid int32, path string) (write, known bool) {
 	case sysOpenat, sysOpenByHandleAt:
 		flags, ok = arg(2)
 	case sysCreat:
-		return true, true
+		return false, true, true
+	case sysExecve, sysExecveat:
+		// The kernel opens the program (and its interpreter) to run
+		// it: a read.
+		return true, false, true
 	case sysOpenat2:
 		how, ok2 := arg(2)
 		if !ok2 {
-			return false, false
+			return false, false, false
 		}
 		flags, ok = readU64(tid, how)
 	default:
-		return false, false
+		return false, false, false
 	}
 	if !ok {
-		return false, false
+		return false, false, false
 	}
-	return flags&(unix.O_WRONLY|unix.O_RDWR|unix.O_CREAT|unix.O_TRUNC) != 0, true
+	acc := flags & unix.O_ACCMODE
+	return acc == unix.O_RDONLY || acc == unix.O_RDWR,
+		acc == unix.O_WRONLY || acc == unix.O_RDWR || flags&(unix.O_CREAT|unix.O_TRUNC) != 0, true
 }
 
 // readU64 reads 8 bytes at addr in thread tid's memory.

@@ -8,4 +8,6 @@ const (
 	sysOpenat         = 257
 	sysOpenByHandleAt = 304
 	sysOpenat2        = 437
+	sysExecve         = 59
+	sysExecveat       = 322
 )

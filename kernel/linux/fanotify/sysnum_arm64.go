@@ -10,4 +10,6 @@ const (
 	sysOpenat         = 56
 	sysOpenByHandleAt = 265
 	sysOpenat2        = 437
+	sysExecve         = 221
+	sysExecveat       = 281
 )

@@ -9,4 +9,6 @@ const (
 	sysOpenat         = -3
 	sysOpenByHandleAt = -4
 	sysOpenat2        = -5
+	sysExecve         = -6
+	sysExecveat       = -7
 )
