@@ -62,9 +62,15 @@ type Agent struct {
 	// mu. applied counts the tracker's events applied: when it equals
 	// the kernel's count of events submitted, every process event that
 	// happened before now is in the table.
-	pids     map[uint32]host.ProcessID
-	applied  atomic.Uint64
-	mu       sync.Mutex // serializes table changes from events and lookups
+	pids    map[uint32]host.ProcessID
+	applied atomic.Uint64
+	// mu serializes changes to the engine's process table (the tracker's
+	// events, the rebuild and the slow path of subject), which may call
+	// plugins and read /proc; the fanotify reader never takes it. pidsMu
+	// and statsMu guard only their maps and counters.
+	mu       sync.Mutex
+	pidsMu   sync.RWMutex
+	statsMu  sync.Mutex
 	stats    Stats
 	trackErr chan error
 }
@@ -152,8 +158,8 @@ func (a *Agent) Run(ctx context.Context) error {
 
 // Stats returns the counters.
 func (a *Agent) Stats() Stats {
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	a.statsMu.Lock()
+	defer a.statsMu.Unlock()
 	return a.stats
 }
 
@@ -203,16 +209,15 @@ func (a *Agent) rebuild(ctx context.Context) error {
 		}
 		fs := fsKindOfPath(exe)
 		creator := a.eng.Process(host.ProcessID{PID: n.PPID, Start: a.startOf(ps, n.PPID)})
-		a.pids[n.PID] = id
+		a.setPid(id)
 		if n.CreatorKnown && creator != nil {
 			if _, err := a.eng.Start(ctx, id, creator.ID, exe, fs); err == nil {
-				a.stats.Rebuilt++
+				a.count(func(s *Stats) { s.Rebuilt++ })
 				continue
 			}
 		}
 		a.eng.Exist(ctx, id, exe, fs)
-		a.stats.Rebuilt++
-		a.stats.RebuiltUnknown++
+		a.count(func(s *Stats) { s.Rebuilt++; s.RebuiltUnknown++ })
 	}
 	if err != nil {
 		a.log.Warn("some processes could not be read", "error", err)
@@ -243,11 +248,10 @@ func (a *Agent) apply(ctx context.Context, ev proctrack.Event) {
 	id := host.ProcessID{PID: ev.PID, Start: ev.Start}
 	switch ev.Kind {
 	case proctrack.Fork:
-		a.stats.Forks++
-		a.pids[ev.PID] = id
-		if a.eng.Process(id) != nil {
-			return // seen already (the scan, or a decision that needed it)
-		}
+		a.count(func(s *Stats) { s.Forks++ })
+		a.setPid(id)
+		// Exact: it replaces what the rebuild or a decision's slow path
+		// guessed from /proc (a later exec event re-applies the image).
 		creator := host.ProcessID{PID: ev.Creator, Start: ev.CreatorStart}
 		if _, err := a.eng.Fork(id, creator); err != nil {
 			// The creator predates tracking and was missed by the scan
@@ -256,28 +260,23 @@ func (a *Agent) apply(ctx context.Context, ev proctrack.Event) {
 			a.eng.Exist(ctx, id, exe, fsKindOfPath(exe))
 		}
 	case proctrack.Exec:
-		a.stats.Execs++
-		a.pids[ev.PID] = id
+		a.count(func(s *Stats) { s.Execs++ })
+		a.setPid(id)
 		exe := exeOf(ev.PID)
 		if exe == "" {
 			return // gone already
-		}
-		if cur := a.eng.Process(id); cur != nil && cur.Exe == exe && cur.InPlace {
-			return // a decision brought it up to date already
 		}
 		if _, err := a.eng.ExecInPlace(ctx, id, exe, fsKindOfPath(exe)); err != nil {
 			a.eng.Exist(ctx, id, exe, fsKindOfPath(exe))
 		}
 	case proctrack.Exit:
-		a.stats.Exits++
-		// The leader exited; the process lives on while other threads do.
-		if p, err := procfs.Read("/proc", ev.PID); err == nil && p.Start == ev.Start && !p.Zombie {
-			return
-		}
-		a.eng.Exit(id)
+		a.count(func(s *Stats) { s.Exits++ })
+		a.eng.Exit(id) // the last thread exited
+		a.pidsMu.Lock()
 		if a.pids[ev.PID] == id {
 			delete(a.pids, ev.PID)
 		}
+		a.pidsMu.Unlock()
 	}
 }
 
@@ -296,9 +295,7 @@ func (a *Agent) subject(ctx context.Context, pid int32) (host.ProcessID, bool) {
 	// event, so waiting until the ring buffer is drained and applied
 	// orders them.
 	if a.caughtUp() {
-		a.mu.Lock()
-		id, ok := a.pids[uint32(pid)]
-		a.mu.Unlock()
+		id, ok := a.pidOf(uint32(pid))
 		if ok && a.eng.Process(id) != nil {
 			return id, true
 		}
@@ -328,7 +325,13 @@ func (a *Agent) caughtUp() bool {
 // current.
 func (a *Agent) upToDate() bool {
 	n, err := a.tracker.Submitted()
-	return err == nil && n == a.applied.Load()
+	if err != nil || n != a.applied.Load() {
+		return false
+	}
+	// After a loss the table may miss an exec or a fork for good: every
+	// decision then takes the slow path, which checks /proc.
+	lost, err := a.tracker.Lost()
+	return err == nil && lost == 0
 }
 
 // subjectFromProc is subject's slow path, from /proc.
@@ -339,15 +342,20 @@ func (a *Agent) subjectFromProc(ctx context.Context, pid int32) (host.ProcessID,
 	}
 	id := host.ProcessID{PID: p.PID, Start: p.Start}
 	exe := p.Exe
-	if exe == "" {
+	switch {
+	case exe == "" && p.Kernel:
 		exe = "[" + p.Comm + "]"
+	case exe == "":
+		// A user process whose executable cannot be read: its name is
+		// one it chose (prctl), so it is not used; fail closed.
+		return host.ProcessID{}, false
 	}
 	if cur := a.eng.Process(id); cur != nil && cur.Exe == exe {
 		return id, true
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.pids[id.PID] = id
+	a.setPid(id)
 	cur := a.eng.Process(id)
 	if cur == nil {
 		parent, err := procfs.Read("/proc", p.PPID)
@@ -368,6 +376,12 @@ func (a *Agent) subjectFromProc(ctx context.Context, pid int32) (host.ProcessID,
 
 // decide answers one permission event through the engine.
 func (a *Agent) decide(ctx context.Context, ev *fanotify.Event) bool {
+	if ev.Path == "" {
+		// The file's path could not be read: nothing to decide on.
+		a.count(func(s *Stats) { s.Unresolved++ })
+		a.log.Warn("deny: the file's path could not be read", "pid", ev.PID)
+		return false
+	}
 	id, ok := a.subject(ctx, ev.PID)
 	if !ok {
 		// The process is gone: nothing is waiting for the answer.
@@ -407,12 +421,10 @@ func (a *Agent) decide(ctx context.Context, ev *fanotify.Event) bool {
 // the open turns out to be. Anything else (a miss, a denial, which is
 // audited with its exact op) goes to the workers and decide.
 func (a *Agent) fast(ev *fanotify.Event) (allow, ok bool) {
-	if !a.upToDate() {
+	if ev.Path == "" || !a.upToDate() {
 		return false, false
 	}
-	a.mu.Lock()
-	id, known := a.pids[uint32(ev.PID)]
-	a.mu.Unlock()
+	id, known := a.pidOf(uint32(ev.PID))
 	if !known {
 		return false, false
 	}
@@ -482,9 +494,22 @@ func (a *Agent) decideOpen(ctx context.Context, ev *fanotify.Event, req *host.Re
 }
 
 func (a *Agent) count(f func(*Stats)) {
-	a.mu.Lock()
+	a.statsMu.Lock()
 	f(&a.stats)
-	a.mu.Unlock()
+	a.statsMu.Unlock()
+}
+
+func (a *Agent) pidOf(pid uint32) (host.ProcessID, bool) {
+	a.pidsMu.RLock()
+	defer a.pidsMu.RUnlock()
+	id, ok := a.pids[pid]
+	return id, ok
+}
+
+func (a *Agent) setPid(id host.ProcessID) {
+	a.pidsMu.Lock()
+	a.pids[id.PID] = id
+	a.pidsMu.Unlock()
 }
 
 // audit logs one decision: every denial at info level, others at debug.

@@ -20,11 +20,18 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 // Only the fields used here; CO-RE relocates them against the kernel's own
 // layout.
+struct signal_struct {
+	struct {
+		int counter;
+	} live;
+} __attribute__((preserve_access_index));
+
 struct task_struct {
 	int pid;
 	int tgid;
 	unsigned long long start_boottime;
 	struct task_struct *group_leader;
+	struct signal_struct *signal;
 } __attribute__((preserve_access_index));
 
 enum kind {
@@ -50,22 +57,15 @@ struct {
 	__uint(max_entries, 1 << 22);
 } events SEC(".maps");
 
-// lost[0] counts events the ring buffer had no room for.
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} lost SEC(".maps");
-
-// seq[0] counts events submitted to the ring buffer. User space compares
-// it with the events it has applied: equal means every process event
-// that happened so far is in its table. Memory-mapped, so reading it is
-// no system call.
+// seq[0] counts events submitted to the ring buffer, seq[1] events the
+// ring buffer had no room for. User space compares seq[0] with the events
+// it has applied: equal means every process event that happened so far is
+// in its table, unless seq[1] says some were lost. Memory-mapped, so
+// reading it is no system call.
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2);
 	__type(key, __u32);
 	__type(value, __u64);
 } seq SEC(".maps");
@@ -74,8 +74,8 @@ static __always_inline void emit(__u32 kind, __u32 pid, __u64 start, __u32 creat
 {
 	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
-		__u32 zero = 0;
-		__u64 *n = bpf_map_lookup_elem(&lost, &zero);
+		__u32 one = 1;
+		__u64 *n = bpf_map_lookup_elem(&seq, &one);
 		if (n)
 			__sync_fetch_and_add(n, 1);
 		return;
@@ -122,15 +122,15 @@ int on_exec(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
-// sched_process_exit(struct task_struct *p, ...): reported for the group
-// leader; the process may live on in other threads, which user space
-// checks before forgetting it.
+// sched_process_exit(struct task_struct *p, ...): reported when the last
+// thread of the process exits, whichever thread that is (do_exit counts
+// signal->live down before the tracepoint), so the process is gone.
 SEC("raw_tracepoint/sched_process_exit")
 int on_exit(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct task_struct *p = (struct task_struct *)ctx->args[0];
-	if (BPF_CORE_READ(p, pid) != BPF_CORE_READ(p, tgid))
+	if (BPF_CORE_READ(p, signal, live.counter) != 0)
 		return 0;
-	emit(KIND_EXIT, BPF_CORE_READ(p, tgid), BPF_CORE_READ(p, start_boottime), 0, 0);
+	emit(KIND_EXIT, BPF_CORE_READ(p, tgid), BPF_CORE_READ(p, group_leader, start_boottime), 0, 0);
 	return 0;
 }

@@ -35,7 +35,7 @@ type Kind uint8
 const (
 	Fork Kind = 1 // a new process (not a new thread)
 	Exec Kind = 2 // the process replaced its image
-	Exit Kind = 3 // the thread group leader exited (other threads may live on)
+	Exit Kind = 3 // the process's last thread exited
 )
 
 func (k Kind) String() string {
@@ -141,14 +141,8 @@ func (t *Tracker) Read() (Event, error) {
 }
 
 // Lost is the number of events the kernel dropped because the ring buffer
-// was full (user space fell behind).
-func (t *Tracker) Lost() (uint64, error) {
-	var n uint64
-	if err := t.objs.Lost.Lookup(uint32(0), &n); err != nil {
-		return 0, err
-	}
-	return n, nil
-}
+// was full (user space fell behind): the table may then be stale.
+func (t *Tracker) Lost() (uint64, error) { return t.counter(1) }
 
 // Close detaches the programs and releases the maps; a Read in progress
 // returns ErrClosed. It is safe to call more than once.
@@ -170,14 +164,17 @@ func (t *Tracker) Close() error {
 // Submitted is the number of events the kernel has put in the ring buffer
 // so far (counted just before each becomes readable). A reader that has
 // applied that many events has seen every process event up to now.
-func (t *Tracker) Submitted() (uint64, error) {
+func (t *Tracker) Submitted() (uint64, error) { return t.counter(0) }
+
+// counter reads seq[i], from the mapping when there is one.
+func (t *Tracker) counter(i uint32) (uint64, error) {
 	if t.seq == nil {
 		var n uint64
-		err := t.objs.Seq.Lookup(uint32(0), &n)
+		err := t.objs.Seq.Lookup(i, &n)
 		return n, err
 	}
 	var b [8]byte
-	if _, err := t.seq.ReadAt(b[:], 0); err != nil {
+	if _, err := t.seq.ReadAt(b[:], int64(i)*8); err != nil {
 		return 0, err
 	}
 	return binary.NativeEndian.Uint64(b[:]), nil

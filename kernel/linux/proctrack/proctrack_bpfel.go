@@ -28,7 +28,6 @@ type proctrackEvent struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	proctrackMapEvents      = "events"
-	proctrackMapLost        = "lost"
 	proctrackMapSeq         = "seq"
 	proctrackProgOnExec     = "on_exec"
 	proctrackProgOnExit     = "on_exit"
@@ -88,7 +87,6 @@ type proctrackProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type proctrackMapSpecs struct {
 	Events *ebpf.MapSpec `ebpf:"events"`
-	Lost   *ebpf.MapSpec `ebpf:"lost"`
 	Seq    *ebpf.MapSpec `ebpf:"seq"`
 }
 
@@ -120,14 +118,12 @@ func (o *proctrackObjects) Close() error {
 // It can be passed to loadProctrackObjects or ebpf.CollectionSpec.LoadAndAssign.
 type proctrackMaps struct {
 	Events *ebpf.Map `ebpf:"events"`
-	Lost   *ebpf.Map `ebpf:"lost"`
 	Seq    *ebpf.Map `ebpf:"seq"`
 }
 
 func (m *proctrackMaps) Close() error {
 	return _ProctrackClose(
 		m.Events,
-		m.Lost,
 		m.Seq,
 	)
 }
