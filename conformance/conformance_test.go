@@ -119,7 +119,7 @@ var corpus = []struct {
 	{"decide-loop", "vectors", "deadline: exceeded", true},
 	{"decide-trap", "vectors", "trap: wasm error: unreachable", true},
 	{"memory-bomb", "vectors", "call failed", true}, // a trap, or the deadline while growing
-	{"recursion", "vectors", "call failed", true}, // the depth limit, or the deadline on a loaded machine
+	{"recursion", "vectors", "call failed", true},   // the depth limit, or the deadline on a loaded machine
 	{"garbage-verdict", "vectors", "field verdict: got 7", true},
 	{"garbage-length", "vectors", "field rule.len: got 65000", true},
 	{"garbage-offset", "vectors", "answer length 2147483647 exceeds the 65536-byte buffer", true},
