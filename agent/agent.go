@@ -199,6 +199,10 @@ func (a *Agent) rebuild(ctx context.Context) error {
 	if err != nil && len(ps) == 0 {
 		return err
 	}
+	start := make(map[uint32]uint64, len(ps))
+	for _, p := range ps {
+		start[p.PID] = p.Start
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, n := range procfs.Tree(ps) {
@@ -208,7 +212,7 @@ func (a *Agent) rebuild(ctx context.Context) error {
 			exe = "[" + n.Comm + "]"
 		}
 		fs := fsKindOfPath(exe)
-		creator := a.eng.Process(host.ProcessID{PID: n.PPID, Start: a.startOf(ps, n.PPID)})
+		creator := a.eng.Process(host.ProcessID{PID: n.PPID, Start: start[n.PPID]})
 		a.setPid(id)
 		if n.CreatorKnown && creator != nil {
 			if _, err := a.eng.Start(ctx, id, creator.ID, exe, fs); err == nil {
@@ -223,15 +227,6 @@ func (a *Agent) rebuild(ctx context.Context) error {
 		a.log.Warn("some processes could not be read", "error", err)
 	}
 	return nil
-}
-
-func (a *Agent) startOf(ps []procfs.Process, pid uint32) uint64 {
-	for _, p := range ps {
-		if p.PID == pid {
-			return p.Start
-		}
-	}
-	return 0
 }
 
 // applyEvents keeps the table current.
