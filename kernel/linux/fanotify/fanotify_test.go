@@ -205,7 +205,10 @@ func TestCloseReleasesPending(t *testing.T) {
 // verdict at once.
 func TestQueueFull(t *testing.T) {
 	release := make(chan struct{})
-	t.Cleanup(func() { close(release) })
+	// Closed, not sent to: a held event may have met its deadline (and
+	// left no handler waiting) on a slow machine.
+	releaseAll := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(releaseAll)
 	dir, l := guarded(t, Config{Workers: 1, Queue: 1, Deadline: 5 * time.Second, QueueFullAllow: false}, func(ctx context.Context, ev *Event) bool {
 		select {
 		case <-release:
@@ -230,8 +233,7 @@ func TestQueueFull(t *testing.T) {
 	if st := l.Stats(); st.QueueFull == 0 {
 		t.Fatalf("stats %+v: no queue-full verdict counted", st)
 	}
-	release <- struct{}{}
-	release <- struct{}{}
+	releaseAll()
 	wg.Wait()
 }
 
