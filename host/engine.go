@@ -310,7 +310,7 @@ func (e *Engine) decideInto(ctx context.Context, r *Request, d *Decision, cached
 	if cachedOnly {
 		req := &r.DecideRequest
 		req.Zone, req.State = p.Zone, ""
-		v, ok := e.cache.Lookup(e.gen, &p.subj, req, e.clock())
+		v, ok := e.cache.Peek(e.gen, &p.subj, req, e.clock())
 		if ok {
 			e.decision(p, v, true, d)
 		}

@@ -632,11 +632,15 @@ func TestDecideCachedInto(t *testing.T) {
 	req := writeReq("/tmp/x")
 	var d Decision
 	calls := p.Info().Calls
+	misses := e.Stats().Cache.Misses
 	if hit, err := e.DecideCachedInto(ctx, req, &d); err != nil || hit {
 		t.Fatalf("before any decision: hit %v, %v", hit, err)
 	}
 	if p.Info().Calls != calls {
 		t.Fatal("a cache-only decision called the plugin")
+	}
+	if e.Stats().Cache.Misses != misses {
+		t.Fatal("a cache-only miss was counted: the full decision that follows counts it")
 	}
 	var full Decision
 	if err := e.DecideInto(ctx, req, &full); err != nil {

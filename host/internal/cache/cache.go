@@ -292,9 +292,21 @@ func live(e *entry, now int64) *entry {
 // Lookup returns the value of a live entry whose scope holds req for
 // subject s under plugin generation gen.
 func (c *Cache) Lookup(gen uint64, s *Subject, req *abi.DecideRequest, now int64) (*Value, bool) {
+	return c.lookup(gen, s, req, now, true)
+}
+
+// Peek is Lookup for a caller that goes on to a full lookup on a miss: a
+// miss is not counted, so it is not counted twice.
+func (c *Cache) Peek(gen uint64, s *Subject, req *abi.DecideRequest, now int64) (*Value, bool) {
+	return c.lookup(gen, s, req, now, false)
+}
+
+func (c *Cache) lookup(gen uint64, s *Subject, req *abi.DecideRequest, now int64, countMiss bool) (*Value, bool) {
 	e, first := c.find(gen, s, req, now)
 	if e == nil {
-		c.misses[first>>60].n.Add(1)
+		if countMiss {
+			c.misses[first>>60].n.Add(1)
+		}
 		return nil, false
 	}
 	if !e.ref.Load() {
