@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -529,11 +528,8 @@ func (a *Agent) audit(req *host.Request, d *host.Decision) {
 
 // exeOf reads a process's executable, "" when it is gone.
 func exeOf(pid uint32) string {
-	exe, err := os.Readlink(filepath.Join("/proc", fmt.Sprint(pid), "exe"))
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSuffix(exe, " (deleted)")
+	exe, _, _ := procfs.Exe("/proc", pid)
+	return exe
 }
 
 // fsKindOfPath classifies the filesystem holding path (local when it

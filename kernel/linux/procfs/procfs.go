@@ -58,9 +58,7 @@ func Read(root string, pid uint32) (Process, error) {
 		return Process{}, fmt.Errorf("%s: names pid %d", filepath.Join(dir, "stat"), p.PID)
 	}
 	if !p.Kernel {
-		if exe, err := os.Readlink(filepath.Join(dir, "exe")); err == nil {
-			p.Exe, p.Deleted = strings.CutSuffix(exe, " (deleted)")
-		}
+		p.Exe, p.Deleted, _ = Exe(root, pid)
 	}
 	// The exe link is read after stat: if the pid was reused in between,
 	// the start time read again differs, and the process is reported gone
@@ -71,6 +69,17 @@ func Read(root string, pid uint32) (Process, error) {
 		return Process{}, fmt.Errorf("pid %d: %w (reused while read)", pid, ErrGone)
 	}
 	return p, nil
+}
+
+// Exe reads a process's executable (the /proc/PID/exe link), and whether
+// the file was deleted or replaced since the process started it.
+func Exe(root string, pid uint32) (exe string, deleted bool, err error) {
+	exe, err = os.Readlink(filepath.Join(root, strconv.FormatUint(uint64(pid), 10), "exe"))
+	if err != nil {
+		return "", false, err
+	}
+	exe, deleted = strings.CutSuffix(exe, " (deleted)")
+	return exe, deleted, nil
 }
 
 // ParseStat parses the contents of /proc/PID/stat. The name (field 2) is
