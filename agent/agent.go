@@ -63,6 +63,12 @@ type Agent struct {
 	// happened before now is in the table.
 	pids    map[uint32]host.ProcessID
 	applied atomic.Uint64
+	// trackMu serializes draining the tracker's ring buffer and applying
+	// its events, which the tracking loop does on a tick, a worker when a
+	// decision waits for them, and the fanotify reader when that is cheap
+	// (catchUpInline). Lock order: trackMu, then mu.
+	trackMu sync.Mutex
+	nudge   chan struct{} // wakes the tracking loop
 	// mu serializes changes to the engine's process table (the tracker's
 	// events, the rebuild and the slow path of subject), which may call
 	// plugins and read /proc; the fanotify reader never takes it. pidsMu
@@ -93,7 +99,8 @@ func Start(ctx context.Context, eng *host.Engine, cfg Config) (a *Agent, err err
 	if cfg.Log == nil {
 		cfg.Log = hclog.NewNullLogger()
 	}
-	a = &Agent{cfg: cfg, eng: eng, log: cfg.Log, self: uint32(os.Getpid()), trackErr: make(chan error, 1), pids: map[uint32]host.ProcessID{}}
+	a = &Agent{cfg: cfg, eng: eng, log: cfg.Log, self: uint32(os.Getpid()), trackErr: make(chan error, 1),
+		pids: map[uint32]host.ProcessID{}, nudge: make(chan struct{}, 1)}
 	defer func() {
 		if err != nil {
 			a.Close()
@@ -103,13 +110,13 @@ func Start(ctx context.Context, eng *host.Engine, cfg Config) (a *Agent, err err
 	if a.tracker, err = proctrack.Start(); err != nil {
 		return nil, fmt.Errorf("process tracking: %w", err)
 	}
-	events := make(chan proctrack.Event, 1<<16)
-	go a.readTracker(events)
 	if err := a.rebuild(ctx); err != nil {
 		return nil, fmt.Errorf("rebuilding the process table from /proc: %w", err)
 	}
 	a.rebuilt.Store(true)
-	go a.applyEvents(ctx, events)
+	// What happened during the scan waits in the ring buffer and is
+	// applied over it, in order, from the first drain on.
+	go a.track(ctx)
 	a.fan, err = fanotify.New(fanotify.Config{
 		Deadline: cfg.Deadline, DeadlineAllow: cfg.DeadlineAllow, QueueFullAllow: cfg.QueueFullAllow,
 		Queue: cfg.Queue, Workers: cfg.Workers,
@@ -178,17 +185,85 @@ func (a *Agent) Close() error {
 	return errors.Join(errs...)
 }
 
-func (a *Agent) readTracker(out chan<- proctrack.Event) {
-	defer close(out)
+// drainEvery is how often the tracking loop drains the ring buffer when
+// no decision asks for it sooner.
+const drainEvery = 5 * time.Millisecond
+
+// track keeps the process table current: it drains the tracker's ring
+// buffer every drainEvery, and at once when nudged.
+func (a *Agent) track(ctx context.Context) {
+	t := time.NewTicker(drainEvery)
+	defer t.Stop()
 	for {
-		ev, err := a.tracker.Read()
-		if err != nil {
+		if err := a.catchUp(ctx); err != nil {
 			if !errors.Is(err, proctrack.ErrClosed) {
 				a.trackErr <- err
 			}
 			return
 		}
-		out <- ev
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-a.nudge:
+		}
+	}
+}
+
+// catchUp applies every event waiting in the ring buffer.
+func (a *Agent) catchUp(ctx context.Context) error {
+	a.trackMu.Lock()
+	defer a.trackMu.Unlock()
+	_, err := a.tracker.Drain(func(ev proctrack.Event) bool {
+		a.mu.Lock()
+		a.apply(ctx, ev)
+		a.mu.Unlock()
+		a.applied.Add(1)
+		return true
+	})
+	return err
+}
+
+// Bounds on the catching up the fanotify reader does itself.
+const (
+	inlineEvents = 64
+	inlineTime   = time.Millisecond
+)
+
+// catchUpInline is catchUp on the fanotify reader, which must not wait:
+// it gives up at once if anyone else holds the table, and after
+// inlineEvents events or inlineTime (an exec is classified by the
+// plugins, each call bounded by the engine's call deadline). It reports
+// whether the ring was drained.
+func (a *Agent) catchUpInline(ctx context.Context) bool {
+	if !a.trackMu.TryLock() {
+		return false
+	}
+	defer a.trackMu.Unlock()
+	if !a.mu.TryLock() {
+		return false
+	}
+	defer a.mu.Unlock()
+	drained := true
+	stop := time.Now().Add(inlineTime)
+	n := 0
+	_, err := a.tracker.Drain(func(ev proctrack.Event) bool {
+		a.apply(ctx, ev)
+		a.applied.Add(1)
+		n++
+		if n >= inlineEvents || time.Now().After(stop) {
+			drained = false
+			return false
+		}
+		return true
+	})
+	return err == nil && drained
+}
+
+func (a *Agent) wake() {
+	select {
+	case a.nudge <- struct{}{}:
+	default:
 	}
 }
 
@@ -228,17 +303,8 @@ func (a *Agent) rebuild(ctx context.Context) error {
 	return nil
 }
 
-// applyEvents keeps the table current.
-func (a *Agent) applyEvents(ctx context.Context, events <-chan proctrack.Event) {
-	for ev := range events {
-		a.apply(ctx, ev)
-		a.applied.Add(1)
-	}
-}
-
+// apply applies one tracker event; under a.mu.
 func (a *Agent) apply(ctx context.Context, ev proctrack.Event) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
 	id := host.ProcessID{PID: ev.PID, Start: ev.Start}
 	switch ev.Kind {
 	case proctrack.Fork:
@@ -288,7 +354,7 @@ func (a *Agent) subject(ctx context.Context, pid int32) (host.ProcessID, bool) {
 	// fork and exec events before that process can raise a permission
 	// event, so waiting until the ring buffer is drained and applied
 	// orders them.
-	if a.caughtUp() {
+	if a.caughtUp(ctx) {
 		id, ok := a.pidOf(uint32(pid))
 		if ok && a.eng.Process(id) != nil {
 			return id, true
@@ -297,20 +363,29 @@ func (a *Agent) subject(ctx context.Context, pid int32) (host.ProcessID, bool) {
 	return a.subjectFromProc(ctx, pid)
 }
 
-// caughtUp waits, briefly, until the tracker's pending events are applied.
-func (a *Agent) caughtUp() bool {
-	for i := 0; i < 200; i++ {
+// caughtUp brings the table up to date with the tracker, if it can: it
+// applies what waits in the ring buffer itself, then, for an event
+// counted but not yet readable (the kernel counts each just before it
+// commits it), waits a little.
+func (a *Agent) caughtUp(ctx context.Context) bool {
+	giveUp := time.Now().Add(catchUpWait)
+	for {
 		if a.upToDate() {
 			return true
 		}
-		if i < 20 {
-			runtime.Gosched()
-		} else {
-			time.Sleep(10 * time.Microsecond)
+		if lost, err := a.tracker.Lost(); err != nil || lost != 0 {
+			return false // waiting cannot help: /proc it is
 		}
+		if err := a.catchUp(ctx); err != nil || time.Now().After(giveUp) {
+			return a.upToDate()
+		}
+		runtime.Gosched()
 	}
-	return false
 }
+
+// catchUpWait bounds how long a decision waits for the tracker's events
+// before it reads the process from /proc instead.
+const catchUpWait = 2 * time.Millisecond
 
 // upToDate reports whether every process event the kernel has submitted
 // is applied. The kernel counts a process's fork and exec events before
@@ -415,7 +490,15 @@ func (a *Agent) decide(ctx context.Context, ev *fanotify.Event) bool {
 // the open turns out to be. Anything else (a miss, a denial, which is
 // audited with its exact op) goes to the workers and decide.
 func (a *Agent) fast(ev *fanotify.Event) (allow, ok bool) {
-	if ev.Path == "" || !a.upToDate() {
+	if ev.Path == "" {
+		return false, false
+	}
+	if !a.upToDate() && !(ev.Behind == 0 && a.catchUpInline(context.Background()) && a.upToDate()) {
+		// The process's own fork or exec may be among the events not
+		// applied yet. The reader applies them itself when nothing else
+		// it read waits behind this event and the table is free;
+		// otherwise the tracking loop is woken and a worker waits.
+		a.wake()
 		return false, false
 	}
 	id, known := a.pidOf(uint32(ev.PID))

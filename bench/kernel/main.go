@@ -351,6 +351,9 @@ func (w *world) withLineage(rounds int) (result, error) {
 	a.Close()
 	<-done
 	st := a.Stats()
+	fs := a.Fanotify()
+	fmt.Fprintf(os.Stderr, "Lineage: %d events, %d decisions, %d on the reader from the cache, %d denials, %d unresolved; deadline %d, queue full %d; %d forks %d execs %d exits applied\n",
+		fs.Events, st.Decisions, st.Fast, st.Denials, st.Unresolved, fs.Deadline, fs.QueueFull, st.Forks, st.Execs, st.Exits)
 	r.name = "Lineage (zones plugin)"
 	if st.Denials > 0 {
 		return r, fmt.Errorf("Lineage denied %d requests of the workload", st.Denials)

@@ -52,9 +52,12 @@ struct event {
 // Unused except to make bpf2go emit the Go type.
 const struct event *unused_event __attribute__((unused));
 
+#define RING_SIZE (1 << 22)
+#define WAKE_AT (RING_SIZE / 4)
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 22);
+	__uint(max_entries, RING_SIZE);
 } events SEC(".maps");
 
 // seq[0] counts events submitted to the ring buffer, seq[1] events the
@@ -92,7 +95,14 @@ static __always_inline void emit(__u32 kind, __u32 pid, __u64 start, __u32 creat
 	__u64 *n = bpf_map_lookup_elem(&seq, &zero);
 	if (n)
 		__sync_fetch_and_add(n, 1);
-	bpf_ringbuf_submit(e, 0);
+	// No wake-up per event: user space drains the ring on its own clock
+	// and whenever a decision needs the table current (it compares seq[0]
+	// with what it applied), so a process storm costs no wake-up per fork,
+	// exec and exit. A ring filling up wakes the reader at once.
+	__u64 flags = BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= WAKE_AT)
+		flags = BPF_RB_FORCE_WAKEUP;
+	bpf_ringbuf_submit(e, flags);
 }
 
 // sched_process_fork(struct task_struct *parent, struct task_struct *child):

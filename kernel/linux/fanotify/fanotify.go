@@ -51,7 +51,11 @@ type Event struct {
 	PID  int32      // the process asking (its thread group id)
 	Path string     // the file, from the event's descriptor
 	FS   abi.FSKind // the file's filesystem kind, from fstatfs on the descriptor
-	fd   int        // the event's descriptor, valid while the handler runs
+	// Behind, for Config.Fast only, is how many events read with this
+	// one wait for the reader after it: a Fast that may take a while
+	// (still bounded) should take it only when none do.
+	Behind int
+	fd     int // the event's descriptor, valid while the handler runs
 }
 
 // SharedObject reports whether the file is an ELF shared object (or PIE
@@ -123,8 +127,8 @@ type Stats struct {
 // Listener is one fanotify permission group.
 type Listener struct {
 	cfg   Config
-	f     *os.File // the group's descriptor, non-blocking, on the runtime poller
-	fd    int
+	fd    int // the group's descriptor, non-blocking
+	wake  int // an eventfd that Close writes to end the reader's poll
 	self  int32
 	queue chan *pending
 	stats struct {
@@ -134,7 +138,9 @@ type Listener struct {
 	busySince atomic.Int64           // monotonic ns the reader started on what it read; 0 when back to reading
 	stall     atomic.Pointer[func()] // tests only: called after each read
 	wmu       sync.Mutex             // serializes responses with each other and with Close
-	closed    bool                   // under wmu: the group's descriptor is closed (its number may be reused)
+	closed    bool                   // under wmu: no more responses (the group is closed, or about to be)
+	inSys     bool                   // under wmu: the reader is in poll or read on fd, so fd stays open until it returns
+	fdClosed  bool                   // under wmu: fd is closed (its number may be reused)
 	closeErr  error
 }
 
@@ -156,8 +162,13 @@ func New(cfg Config) (*Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fanotify_init: %w", err)
 	}
+	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
 	return &Listener{
-		cfg: cfg, fd: fd, f: os.NewFile(uintptr(fd), "fanotify"), self: int32(os.Getpid()),
+		cfg: cfg, fd: fd, wake: wake, self: int32(os.Getpid()),
 		queue: make(chan *pending, cfg.Queue),
 	}, nil
 }
@@ -222,8 +233,7 @@ func (l *Listener) Run(ctx context.Context, h Handler) error {
 	}()
 	buf := make([]byte, 64<<10)
 	for {
-		l.lastRead.Store(monotonic())
-		n, err := l.f.Read(buf)
+		n, err := l.read(buf)
 		now := monotonic()
 		l.lastRead.Store(now)
 		l.busySince.Store(now)
@@ -239,6 +249,58 @@ func (l *Listener) Run(ctx context.Context, h Handler) error {
 		l.dispatch(buf[:n])
 		l.busySince.Store(0)
 	}
+}
+
+// read waits for events and reads them, in this goroutine's own thread:
+// a poll on the group and the wake eventfd, then a read that cannot
+// block. A thread blocked in the kernel is woken by the event itself,
+// which costs less than the runtime's poller (an epoll wake-up, then a
+// goroutine to schedule) on every event. While the reader is in either
+// call the group's descriptor stays open (Close wakes the poll, and the
+// reader closes it on its way out); at any other time Close closes it at
+// once, so a reader stuck in a handler never keeps events from being
+// released. It returns os.ErrClosed once the listener is closed.
+func (l *Listener) read(buf []byte) (int, error) {
+	l.wmu.Lock()
+	if l.closed {
+		l.wmu.Unlock()
+		return 0, os.ErrClosed
+	}
+	l.inSys = true
+	l.wmu.Unlock()
+	l.lastRead.Store(monotonic())
+	fds := [2]unix.PollFd{{Fd: int32(l.fd), Events: unix.POLLIN}, {Fd: int32(l.wake), Events: unix.POLLIN}}
+	var n int
+	var err error
+	for {
+		_, err = unix.Poll(fds[:], -1)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || fds[1].Revents != 0 || fds[0].Revents&unix.POLLIN == 0 {
+			break
+		}
+		n, err = unix.Read(l.fd, buf)
+		if err == unix.EAGAIN || err == unix.EINTR {
+			fds[0].Revents = 0
+			continue
+		}
+		break
+	}
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	l.inSys = false
+	if l.closed {
+		l.closeFD()
+		return 0, os.ErrClosed
+	}
+	if err != nil {
+		return 0, err
+	}
+	if n <= 0 {
+		return 0, fmt.Errorf("poll: events %#x on the group", fds[0].Revents)
+	}
+	return n, nil
 }
 
 var start = time.Now()
@@ -332,6 +394,7 @@ func (l *Listener) dispatch(b []byte) {
 			continue
 		}
 		if l.cfg.Fast != nil {
+			p.ev.Behind = countBehind(b)
 			l.describe(p)
 			if allow, ok := l.cfg.Fast(&p.ev); ok {
 				l.answer(p, allow, nil)
@@ -347,6 +410,14 @@ func (l *Listener) dispatch(b []byte) {
 			p.timer.Stop()
 		}
 	}
+}
+
+// countBehind counts the events in b, the rest of a read: an estimate
+// from the fixed size of permission events' metadata, which is all this
+// group reads.
+func countBehind(b []byte) int {
+	const metaLen = int(unsafe.Sizeof(unix.FanotifyEventMetadata{}))
+	return len(b) / metaLen
 }
 
 func (l *Listener) work(ctx context.Context, h Handler) {
@@ -405,11 +476,31 @@ func (l *Listener) answer(p *pending, allow bool, extra *atomic.Uint64) {
 func (l *Listener) Close() error {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
-	if !l.closed {
-		l.closed = true
-		l.closeErr = l.f.Close()
+	if l.closed {
+		return l.closeErr
 	}
+	l.closed = true
+	if l.inSys {
+		// The reader is in poll or read on the descriptor: wake it, and
+		// it closes the group when it returns (at once).
+		var one [8]byte
+		binary.NativeEndian.PutUint64(one[:], 1)
+		unix.Write(l.wake, one[:])
+		return nil
+	}
+	l.closeFD()
 	return l.closeErr
+}
+
+// closeFD closes the group's descriptor (the kernel then allows every
+// event not yet answered) and the wake eventfd; under wmu.
+func (l *Listener) closeFD() {
+	if l.fdClosed {
+		return
+	}
+	l.fdClosed = true
+	l.closeErr = unix.Close(l.fd)
+	unix.Close(l.wake)
 }
 
 // describe fills in the event's path and filesystem kind, once.
