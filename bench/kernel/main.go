@@ -25,6 +25,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -55,9 +56,9 @@ func main() {
 		openStorm(os.Args[2])
 		return
 	}
-	rounds := flag.Int("rounds", 3, "measure each condition this many times and keep the fastest")
+	rounds := flag.Int("rounds", 5, "measure each condition this many times (interleaved)")
 	orphan := flag.Bool("orphan", false, "internal: run as an orphan (see orphaned)")
-	flag.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the Lineage condition to `FILE`")
+	flag.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of Lineage's first round to `FILE`")
 	flag.Parse()
 	if !*orphan {
 		os.Exit(orphaned(*rounds))
@@ -118,7 +119,11 @@ func openStorm(file string) {
 	}
 }
 
-type world struct{ dir, sys, self string }
+type world struct {
+	dir, sys, self string
+	fapolicyd_     string // the daemon's path, once prepared
+	fapolicydConf  []byte // its config before prepareFapolicyd
+}
 
 func setup() (*world, func(), error) {
 	if os.Geteuid() != 0 {
@@ -172,27 +177,15 @@ func (w *world) storms() (execT, openT time.Duration, err error) {
 	return execT, openT, nil
 }
 
-type result struct {
-	name        string
-	execT, open time.Duration
-	note        string
-}
-
-func (w *world) best(rounds int) (result, error) {
-	var r result
-	for i := 0; i < rounds; i++ {
-		e, o, err := w.storms()
-		if err != nil {
-			return r, err
-		}
-		if r.execT == 0 || e < r.execT {
-			r.execT = e
-		}
-		if r.open == 0 || o < r.open {
-			r.open = o
-		}
-	}
-	return r, nil
+// condition is one way of running the storms: start sets it up, and the
+// function it returns tears it down (and reports what went wrong during
+// the run, such as a denial).
+type condition struct {
+	name  string
+	start func() (stop func() error, err error)
+	note  string // why it was not measured
+	execT []time.Duration
+	open  []time.Duration
 }
 
 func run(rounds int) error {
@@ -201,55 +194,93 @@ func run(rounds int) error {
 		return err
 	}
 	defer cleanup()
-	var results []result
-
-	// 1. No listener.
-	r, err := w.best(rounds)
+	lineage, closeLineage, err := w.lineage()
 	if err != nil {
 		return err
 	}
-	r.name = "no listener"
-	results = append(results, r)
-
-	// 2. The floor: a listener that allows everything.
-	r, err = w.withListener(rounds)
-	if err != nil {
-		return err
+	defer closeLineage()
+	conds := []*condition{
+		{name: "no listener", start: func() (func() error, error) { return func() error { return nil }, nil }},
+		{name: "minimal listener (floor)", start: w.listener},
+		{name: "fapolicyd (permissive)", start: w.fapolicyd},
+		{name: "Lineage (zones plugin)", start: lineage},
 	}
-	results = append(results, r)
-
-	// 3. fapolicyd, permissive.
-	r, err = w.withFapolicyd(rounds)
-	if err != nil {
-		r = result{name: "fapolicyd (permissive)", note: "not measured: " + err.Error()}
+	if err := w.prepareFapolicyd(); err != nil {
+		conds[2].note = "not measured: " + err.Error()
+	} else {
+		defer w.restoreFapolicyd()
 	}
-	results = append(results, r)
-
-	// 4. Lineage.
-	r, err = w.withLineage(rounds)
-	if err != nil {
-		return err
+	// Rounds interleave the conditions, so that a slow minute on a shared
+	// machine lands on all of them rather than on one.
+	for i := 0; i < rounds; i++ {
+		for ci, c := range conds {
+			if c.note != "" {
+				continue
+			}
+			stop, err := c.start()
+			if err != nil {
+				if ci == 2 {
+					c.note = "not measured: " + err.Error()
+					continue
+				}
+				return fmt.Errorf("%s: %w", c.name, err)
+			}
+			if ci == 3 && i == 0 && cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					stop()
+					return err
+				}
+				pprof.StartCPUProfile(f)
+			}
+			e, o, err := w.storms()
+			if ci == 3 && i == 0 && cpuProfile != "" {
+				pprof.StopCPUProfile()
+			}
+			if serr := stop(); err == nil {
+				err = serr
+			}
+			if err != nil {
+				return fmt.Errorf("%s: %w", c.name, err)
+			}
+			c.execT, c.open = append(c.execT, e), append(c.open, o)
+		}
 	}
-	results = append(results, r)
 
-	floor := results[1]
-	fmt.Printf("%d fork+exec and %d open+close on a tmpfs, fastest of %d rounds\n\n", execs, opens, rounds)
-	fmt.Printf("%-26s %12s %8s %12s %8s\n", "condition", "exec storm", "x floor", "open storm", "x floor")
-	for _, r := range results {
-		if r.execT == 0 {
-			fmt.Printf("%-26s %s\n", r.name, r.note)
+	floor := conds[1]
+	fmt.Printf("%d fork+exec and %d open+close on a tmpfs; %d rounds, conditions interleaved; fastest and median\n\n", execs, opens, rounds)
+	fmt.Printf("%-26s %21s %12s %21s %12s\n", "condition", "exec storm", "x floor", "open storm", "x floor")
+	for _, c := range conds {
+		if c.note != "" {
+			fmt.Printf("%-26s %s\n", c.name, c.note)
 			continue
 		}
-		fmt.Printf("%-26s %12v %8.2f %12v %8.2f\n", r.name, r.execT.Round(time.Millisecond), ratio(r.execT, floor.execT),
-			r.open.Round(time.Millisecond), ratio(r.open, floor.open))
+		fmt.Printf("%-26s %10v %10v %5.2f %5.2f  %10v %10v %5.2f %5.2f\n", c.name,
+			fastest(c.execT).Round(time.Millisecond), median(c.execT).Round(time.Millisecond),
+			ratio(fastest(c.execT), fastest(floor.execT)), ratio(median(c.execT), median(floor.execT)),
+			fastest(c.open).Round(time.Millisecond), median(c.open).Round(time.Millisecond),
+			ratio(fastest(c.open), fastest(floor.open)), ratio(median(c.open), median(floor.open)))
 	}
-	fmt.Printf("\nper event over no listener: floor %v (exec) %v (open); Lineage %v (exec) %v (open)\n",
-		perEvent(floor.execT, results[0].execT, execs), perEvent(floor.open, results[0].open, opens),
-		perEvent(results[3].execT, results[0].execT, execs), perEvent(results[3].open, results[0].open, opens))
-	if fa := results[2]; fa.open != 0 {
-		fmt.Printf("Lineage's open storm is %.2fx fapolicyd's\n", ratio(results[3].open, fa.open))
+	none, lin := conds[0], conds[3]
+	fmt.Printf("\nper event over no listener (medians): floor %v (exec) %v (open); Lineage %v (exec) %v (open)\n",
+		perEvent(median(floor.execT), median(none.execT), execs), perEvent(median(floor.open), median(none.open), opens),
+		perEvent(median(lin.execT), median(none.execT), execs), perEvent(median(lin.open), median(none.open), opens))
+	if fa := conds[2]; fa.note == "" {
+		fmt.Printf("Lineage's open storm is %.2fx fapolicyd's (fastest), %.2fx (median)\n",
+			ratio(fastest(lin.open), fastest(fa.open)), ratio(median(lin.open), median(fa.open)))
 	}
 	return nil
+}
+
+func fastest(d []time.Duration) time.Duration { return slices.Min(d) }
+
+func median(d []time.Duration) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 func ratio(a, b time.Duration) float64 { return float64(a) / float64(b) }
@@ -258,17 +289,17 @@ func perEvent(t, base time.Duration, n int) time.Duration {
 	return ((t - base) / time.Duration(n)).Round(100 * time.Nanosecond)
 }
 
-// withListener measures the floor: the least a user-space permission hook
-// can do, a loop that reads events and allows each at once, with no
-// lookups, no queue and no deadline machinery.
-func (w *world) withListener(rounds int) (result, error) {
+// listener starts the floor: the least a user-space permission hook can
+// do, a loop that reads events and allows each at once, with no lookups,
+// no queue and no deadline machinery.
+func (w *world) listener() (func() error, error) {
 	fd, err := unix.FanotifyInit(unix.FAN_CLASS_CONTENT|unix.FAN_CLOEXEC, unix.O_RDONLY|unix.O_LARGEFILE|unix.O_CLOEXEC)
 	if err != nil {
-		return result{}, fmt.Errorf("fanotify_init: %w", err)
+		return nil, fmt.Errorf("fanotify_init: %w", err)
 	}
 	if err := unix.FanotifyMark(fd, unix.FAN_MARK_ADD|unix.FAN_MARK_MOUNT, unix.FAN_OPEN_PERM|unix.FAN_OPEN_EXEC_PERM, unix.AT_FDCWD, w.dir); err != nil {
 		unix.Close(fd)
-		return result{}, fmt.Errorf("fanotify_mark: %w", err)
+		return nil, fmt.Errorf("fanotify_mark: %w", err)
 	}
 	done := make(chan struct{})
 	go func() {
@@ -290,22 +321,23 @@ func (w *world) withListener(rounds int) (result, error) {
 			}
 		}
 	}()
-	r, err := w.best(rounds)
-	// Closing the group wakes the blocked read? Not reliably: make one
-	// more event arrive so the loop sees the close.
-	unix.Close(fd)
-	os.ReadFile(filepath.Join(w.sys, "file"))
-	select {
-	case <-done:
-	case <-time.After(time.Second):
-	}
-	r.name = "minimal listener (floor)"
-	return r, err
+	return func() error {
+		// Closing the group does not wake the blocked read: make one more
+		// event arrive so the loop sees the close.
+		unix.Close(fd)
+		os.ReadFile(filepath.Join(w.sys, "file"))
+		select {
+		case <-done:
+		case <-time.After(time.Second):
+		}
+		return nil
+	}, nil
 }
 
-func (w *world) withLineage(rounds int) (result, error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+// lineage loads the reference plugin once and returns the condition's
+// start: an agent over the engine, as `host run` makes it.
+func (w *world) lineage() (start func() (func() error, error), closeAll func(), err error) {
+	ctx := context.Background()
 	selfDir := filepath.Dir(w.self) + "/"
 	cfg, _ := json.Marshal(map[string]any{
 		// The workload runs from this program's directory: system space
@@ -315,65 +347,59 @@ func (w *world) withLineage(rounds int) (result, error) {
 	})
 	rt, err := host.NewRuntime(ctx, host.RuntimeOptions{})
 	if err != nil {
-		return result{}, err
+		return nil, nil, err
 	}
-	defer rt.Close(ctx)
 	p, err := rt.Load(ctx, builtin.ZonesSource, builtin.Zones, cfg)
 	if err != nil {
-		return result{}, err
+		rt.Close(ctx)
+		return nil, nil, err
 	}
-	defer p.Close(ctx)
 	e, err := host.New(host.Config{}, p)
 	if err != nil {
-		return result{}, err
+		p.Close(ctx)
+		rt.Close(ctx)
+		return nil, nil, err
 	}
-	defer e.Close()
-	a, err := agent.Start(ctx, e, agent.Config{Marks: []string{w.dir}})
-	if err != nil {
-		return result{}, err
-	}
-	defer a.Close()
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	if cpuProfile != "" {
-		f, err := os.Create(cpuProfile)
+	closeAll = func() { e.Close(); p.Close(ctx); rt.Close(ctx) }
+	start = func() (func() error, error) {
+		ctx, cancel := context.WithCancel(ctx)
+		a, err := agent.Start(ctx, e, agent.Config{Marks: []string{w.dir}})
 		if err != nil {
-			return result{}, err
+			cancel()
+			return nil, err
 		}
-		pprof.StartCPUProfile(f)
-		defer f.Close()
+		done := make(chan error, 1)
+		go func() { done <- a.Run(ctx) }()
+		return func() error {
+			cancel()
+			a.Close()
+			err := <-done
+			st, fs := a.Stats(), a.Fanotify()
+			fmt.Fprintf(os.Stderr, "Lineage: %d events; %d answered on the reader from the cache; %d denials, %d unresolved, %d deadline, %d queue full\n",
+				fs.Events, st.Fast, st.Denials, st.Unresolved, fs.Deadline, fs.QueueFull)
+			if st.Denials > 0 {
+				return fmt.Errorf("Lineage denied %d requests of the workload", st.Denials)
+			}
+			return err
+		}, nil
 	}
-	r, err := w.best(rounds)
-	if cpuProfile != "" {
-		pprof.StopCPUProfile()
-	}
-	cancel()
-	a.Close()
-	<-done
-	st := a.Stats()
-	fs := a.Fanotify()
-	fmt.Fprintf(os.Stderr, "Lineage: %d events, %d decisions, %d on the reader from the cache, %d denials, %d unresolved; deadline %d, queue full %d; %d forks %d execs %d exits applied\n",
-		fs.Events, st.Decisions, st.Fast, st.Denials, st.Unresolved, fs.Deadline, fs.QueueFull, st.Forks, st.Execs, st.Exits)
-	r.name = "Lineage (zones plugin)"
-	if st.Denials > 0 {
-		return r, fmt.Errorf("Lineage denied %d requests of the workload", st.Denials)
-	}
-	return r, err
+	return start, closeAll, nil
 }
 
-// withFapolicyd runs fapolicyd from Debian's package in permissive mode
-// with a config for machines without systemd, and measures.
-func (w *world) withFapolicyd(rounds int) (result, error) {
+// prepareFapolicyd configures Debian's fapolicyd for machines without
+// systemd, in permissive mode; restoreFapolicyd puts the config back.
+func (w *world) prepareFapolicyd() error {
 	bin, err := exec.LookPath("fapolicyd")
 	if err != nil {
-		return result{}, errors.New("fapolicyd is not installed (apt-get install fapolicyd)")
+		return errors.New("fapolicyd is not installed (apt-get install fapolicyd)")
 	}
+	w.fapolicyd_ = bin
 	conf := "/etc/fapolicyd/fapolicyd.conf"
 	orig, err := os.ReadFile(conf)
 	if err != nil {
-		return result{}, err
+		return err
 	}
-	defer os.WriteFile(conf, orig, 0o644)
+	w.fapolicydConf = orig
 	var lines []string
 	for _, l := range strings.Split(string(orig), "\n") {
 		k, _, _ := strings.Cut(l, "=")
@@ -385,46 +411,66 @@ func (w *world) withFapolicyd(rounds int) (result, error) {
 	}
 	lines = append(lines, "uid = root", "gid = root", "trust = file", "permissive = 1")
 	if err := os.WriteFile(conf, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
-		return result{}, err
+		return err
 	}
 	if out, err := exec.Command("fagenrules", "--load").CombinedOutput(); err != nil {
-		return result{}, fmt.Errorf("fagenrules --load: %v: %s", err, out)
+		w.restoreFapolicyd()
+		return fmt.Errorf("fagenrules --load: %v: %s", err, out)
 	}
-	cmd := exec.Command(bin, "--debug", "--permissive")
-	logf, _ := os.CreateTemp("", "fapolicyd-log-")
-	defer os.Remove(logf.Name())
+	return nil
+}
+
+func (w *world) restoreFapolicyd() {
+	if w.fapolicydConf != nil {
+		os.WriteFile("/etc/fapolicyd/fapolicyd.conf", w.fapolicydConf, 0o644)
+	}
+}
+
+// fapolicyd starts the daemon and waits until it listens.
+func (w *world) fapolicyd() (func() error, error) {
+	cmd := exec.Command(w.fapolicyd_, "--debug", "--permissive")
+	logf, err := os.CreateTemp("", "fapolicyd-log-")
+	if err != nil {
+		return nil, err
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		return result{}, err
+		os.Remove(logf.Name())
+		return nil, err
 	}
-	stop := func() {
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	stop := func() error {
+		defer os.Remove(logf.Name())
 		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
 		select {
-		case <-done:
+		case <-exited:
 		case <-time.After(10 * time.Second):
 			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
+			<-exited
 		}
+		return nil
 	}
-	defer stop()
 	// Ready when it says it listens (or after 30s).
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		b, _ := os.ReadFile(logf.Name())
 		if strings.Contains(string(b), "Starting to listen for events") {
-			break
+			return stop, nil
 		}
-		if cmd.ProcessState != nil || time.Now().After(deadline) {
-			return result{}, fmt.Errorf("fapolicyd did not start: %s", lastLines(string(b), 5))
+		select {
+		case <-exited:
+			stop()
+			return nil, fmt.Errorf("fapolicyd exited: %s", lastLines(string(b), 5))
+		default:
 		}
-		time.Sleep(100 * time.Millisecond)
+		if time.Now().After(deadline) {
+			stop()
+			return nil, fmt.Errorf("fapolicyd did not start: %s", lastLines(string(b), 5))
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	r, err := w.best(rounds)
-	r.name = "fapolicyd (permissive)"
-	return r, err
 }
 
 func lastLines(s string, n int) string {

@@ -93,7 +93,8 @@ type Config struct {
 	// Fast, if set, is tried on the reader itself before an event is
 	// queued: it answers from what it has at hand (a cache) or says it
 	// cannot (ok false), and then the event goes to the workers and the
-	// handler. Answering inline saves two thread handoffs per event.
+	// handler. Answering inline saves two thread handoffs per event. ev
+	// is the reader's own and valid only during the call.
 	Fast func(ev *Event) (allow, ok bool)
 }
 
@@ -128,7 +129,8 @@ type Stats struct {
 type Listener struct {
 	cfg   Config
 	fd    int // the group's descriptor, non-blocking
-	wake  int // an eventfd that Close writes to end the reader's poll
+	bell  int // a memfd the group watches for FAN_MODIFY: Close writes to it to wake a blocked read
+	fdDir int // /proc/self/fd, for reading events' paths without walking to it each time
 	self  int32
 	queue chan *pending
 	stats struct {
@@ -139,9 +141,12 @@ type Listener struct {
 	stall     atomic.Pointer[func()] // tests only: called after each read
 	wmu       sync.Mutex             // serializes responses with each other and with Close
 	closed    bool                   // under wmu: no more responses (the group is closed, or about to be)
+	running   bool                   // under wmu: Run is running (its workers may still describe events)
 	inSys     bool                   // under wmu: the reader is in poll or read on fd, so fd stays open until it returns
 	fdClosed  bool                   // under wmu: fd is closed (its number may be reused)
 	closeErr  error
+	lastPath  atomic.Pointer[string] // pathOf's last answer
+	scratch   Event                  // the reader's: the event it is describing and trying Fast on
 }
 
 // pending is an event waiting for its answer.
@@ -157,20 +162,73 @@ type pending struct {
 // marked yet: see Mark.
 func New(cfg Config) (*Listener, error) {
 	cfg.defaults()
-	fd, err := unix.FanotifyInit(unix.FAN_CLASS_CONTENT|unix.FAN_CLOEXEC|unix.FAN_NONBLOCK|unix.FAN_UNLIMITED_QUEUE,
+	// Blocking reads: a thread blocked in read is woken by the event
+	// itself, the least a wake-up can cost (no poll before each read, no
+	// runtime poller).
+	fd, err := unix.FanotifyInit(unix.FAN_CLASS_CONTENT|unix.FAN_CLOEXEC|unix.FAN_UNLIMITED_QUEUE,
 		unix.O_RDONLY|unix.O_LARGEFILE|unix.O_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("fanotify_init: %w", err)
 	}
-	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	// The doorbell: nothing else wakes a thread blocked in read on the
+	// group (closing the descriptor does not; signals restart the read),
+	// so the group watches a file of its own, and Close modifies it.
+	bell, err := doorbell(fd)
 	if err != nil {
 		unix.Close(fd)
-		return nil, fmt.Errorf("eventfd: %w", err)
+		return nil, err
+	}
+	fdDir, err := unix.Open("/proc/self/fd", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		unix.Close(fd)
+		unix.Close(bell)
+		return nil, fmt.Errorf("opening /proc/self/fd: %w", err)
 	}
 	return &Listener{
-		cfg: cfg, fd: fd, wake: wake, self: int32(os.Getpid()),
+		cfg: cfg, fd: fd, bell: bell, fdDir: fdDir, self: int32(os.Getpid()),
 		queue: make(chan *pending, cfg.Queue),
 	}, nil
+}
+
+// doorbell makes the group's doorbell: a memfd marked for FAN_MODIFY, and
+// returns a descriptor that writes to it. The memfd's own descriptor is a
+// kernel-internal ("pseudo") file, which raises no fsnotify events on
+// recent kernels, so the writes go through a second open of it. It rings
+// once to prove that a write wakes the group, and takes that event.
+func doorbell(group int) (int, error) {
+	m, err := unix.MemfdCreate("lineage-fanotify-doorbell", unix.MFD_CLOEXEC)
+	if err != nil {
+		return -1, fmt.Errorf("doorbell: memfd_create: %w", err)
+	}
+	defer unix.Close(m)
+	path := "/proc/self/fd/" + strconv.Itoa(m)
+	if err := unix.FanotifyMark(group, unix.FAN_MARK_ADD, unix.FAN_MODIFY, unix.AT_FDCWD, path); err != nil {
+		return -1, fmt.Errorf("doorbell: fanotify_mark: %w", err)
+	}
+	bell, err := unix.Open(path, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("doorbell: %w", err)
+	}
+	fail := func(why string) (int, error) {
+		unix.Close(bell)
+		return -1, errors.New("doorbell: " + why)
+	}
+	if _, err := unix.Pwrite(bell, []byte{1}, 0); err != nil {
+		return fail("write: " + err.Error())
+	}
+	fds := []unix.PollFd{{Fd: int32(group), Events: unix.POLLIN}}
+	if n, err := unix.Poll(fds, 1000); err != nil || n != 1 {
+		return fail("a write raised no event")
+	}
+	var buf [256]byte
+	n, err := unix.Read(group, buf[:])
+	if err != nil || n < int(unsafe.Sizeof(unix.FanotifyEventMetadata{})) {
+		return fail("reading its event")
+	}
+	if fd := int32(binary.NativeEndian.Uint32(buf[16:])); fd >= 0 {
+		unix.Close(int(fd))
+	}
+	return bell, nil
 }
 
 // Mask bits for Mark.
@@ -213,8 +271,19 @@ func (l *Listener) Stats() Stats {
 // Run reads and answers events until ctx ends or the listener is closed.
 // It returns nil then, or the error that stopped it.
 func (l *Listener) Run(ctx context.Context, h Handler) error {
+	l.wmu.Lock()
+	l.running = true
+	l.wmu.Unlock()
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer func() {
+		wg.Wait()
+		l.wmu.Lock()
+		l.running = false
+		if l.fdClosed {
+			l.closeFdDir()
+		}
+		l.wmu.Unlock()
+	}()
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	for i := 0; i < l.cfg.Workers; i++ {
@@ -251,15 +320,12 @@ func (l *Listener) Run(ctx context.Context, h Handler) error {
 	}
 }
 
-// read waits for events and reads them, in this goroutine's own thread:
-// a poll on the group and the wake eventfd, then a read that cannot
-// block. A thread blocked in the kernel is woken by the event itself,
-// which costs less than the runtime's poller (an epoll wake-up, then a
-// goroutine to schedule) on every event. While the reader is in either
-// call the group's descriptor stays open (Close wakes the poll, and the
-// reader closes it on its way out); at any other time Close closes it at
-// once, so a reader stuck in a handler never keeps events from being
-// released. It returns os.ErrClosed once the listener is closed.
+// read waits for events and reads them, blocked in read(2) on this
+// goroutine's thread. While the reader is in read the group's descriptor
+// stays open (Close rings the doorbell, and the reader closes the group
+// when read returns); at any other time Close closes it at once, so a
+// reader stuck in a handler never keeps events from being released. It
+// returns os.ErrClosed once the listener is closed.
 func (l *Listener) read(buf []byte) (int, error) {
 	l.wmu.Lock()
 	if l.closed {
@@ -269,23 +335,9 @@ func (l *Listener) read(buf []byte) (int, error) {
 	l.inSys = true
 	l.wmu.Unlock()
 	l.lastRead.Store(monotonic())
-	fds := [2]unix.PollFd{{Fd: int32(l.fd), Events: unix.POLLIN}, {Fd: int32(l.wake), Events: unix.POLLIN}}
-	var n int
-	var err error
-	for {
-		_, err = unix.Poll(fds[:], -1)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil || fds[1].Revents != 0 || fds[0].Revents&unix.POLLIN == 0 {
-			break
-		}
+	n, err := unix.Read(l.fd, buf)
+	for err == unix.EINTR {
 		n, err = unix.Read(l.fd, buf)
-		if err == unix.EAGAIN || err == unix.EINTR {
-			fds[0].Revents = 0
-			continue
-		}
-		break
 	}
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
@@ -298,7 +350,7 @@ func (l *Listener) read(buf []byte) (int, error) {
 		return 0, err
 	}
 	if n <= 0 {
-		return 0, fmt.Errorf("poll: events %#x on the group", fds[0].Revents)
+		return 0, errors.New("read returned no events")
 	}
 	return n, nil
 }
@@ -383,24 +435,36 @@ func (l *Listener) dispatch(b []byte) {
 			l.stats.overflow.Add(1)
 			continue
 		}
+		if m.Mask&(unix.FAN_OPEN_PERM|unix.FAN_OPEN_EXEC_PERM) == 0 {
+			unix.Close(int(m.Fd)) // the doorbell: nothing to answer
+			continue
+		}
 		l.stats.events.Add(1)
-		p := &pending{fd: int(m.Fd), ev: Event{PID: m.Pid, Kind: Open}}
+		fd := int(m.Fd)
+		kind := Open
 		if m.Mask&unix.FAN_OPEN_EXEC_PERM != 0 {
-			p.ev.Kind = Exec
+			kind = Exec
 		}
 		if m.Pid == l.self {
 			l.stats.self.Add(1)
-			l.answer(p, true, nil)
+			l.respond(fd, true, nil)
 			continue
 		}
+		// Until an event is queued only the reader has it, so it is
+		// described in the reader's own Event (no allocation per event on
+		// the fast path) and answered without the pending machinery.
+		ev := &l.scratch
+		*ev = Event{PID: m.Pid, Kind: kind}
 		if l.cfg.Fast != nil {
-			p.ev.Behind = countBehind(b)
-			l.describe(p)
-			if allow, ok := l.cfg.Fast(&p.ev); ok {
-				l.answer(p, allow, nil)
+			ev.Behind = countBehind(b)
+			l.describeInto(ev, fd)
+			if allow, ok := l.cfg.Fast(ev); ok {
+				l.respond(fd, allow, nil)
 				continue
 			}
 		}
+		p := &pending{fd: fd, ev: *ev, described: l.cfg.Fast != nil}
+		p.ev.Behind = 0
 		// The deadline runs from now, whatever happens to the event.
 		p.timer = time.AfterFunc(l.cfg.Deadline, func() { l.answer(p, l.cfg.DeadlineAllow, &l.stats.deadline) })
 		select {
@@ -448,6 +512,13 @@ func (l *Listener) answer(p *pending, allow bool, extra *atomic.Uint64) {
 	if !p.answered.CompareAndSwap(false, true) {
 		return
 	}
+	l.respond(p.fd, allow, extra)
+}
+
+// respond writes the verdict for the event with descriptor fd, counts it
+// (and in extra, if given) and closes fd. Each event is responded to
+// once: by the reader, or through answer.
+func (l *Listener) respond(fd int, allow bool, extra *atomic.Uint64) {
 	resp := uint32(unix.FAN_DENY)
 	if allow {
 		resp = unix.FAN_ALLOW
@@ -459,7 +530,7 @@ func (l *Listener) answer(p *pending, allow bool, extra *atomic.Uint64) {
 		extra.Add(1)
 	}
 	var b [8]byte
-	binary.NativeEndian.PutUint32(b[0:], uint32(p.fd))
+	binary.NativeEndian.PutUint32(b[0:], uint32(fd))
 	binary.NativeEndian.PutUint32(b[4:], resp)
 	l.wmu.Lock()
 	// Once the group is closed the kernel has allowed the event already,
@@ -468,7 +539,7 @@ func (l *Listener) answer(p *pending, allow bool, extra *atomic.Uint64) {
 		unix.Write(l.fd, b[:])
 	}
 	l.wmu.Unlock()
-	unix.Close(p.fd)
+	unix.Close(fd)
 }
 
 // Close closes the group: the kernel allows every event not yet answered,
@@ -481,26 +552,39 @@ func (l *Listener) Close() error {
 	}
 	l.closed = true
 	if l.inSys {
-		// The reader is in poll or read on the descriptor: wake it, and
-		// it closes the group when it returns (at once).
-		var one [8]byte
-		binary.NativeEndian.PutUint64(one[:], 1)
-		unix.Write(l.wake, one[:])
-		return nil
+		// The reader is in read on the descriptor: ring the doorbell, and
+		// it closes the group when read returns (at once).
+		if _, err := unix.Pwrite(l.bell, []byte{1}, 0); err == nil {
+			return nil
+		}
+		// Cannot happen (a memfd of our own); should it, closing now
+		// leaves the group open until the next event ends the read.
 	}
 	l.closeFD()
 	return l.closeErr
 }
 
 // closeFD closes the group's descriptor (the kernel then allows every
-// event not yet answered) and the wake eventfd; under wmu.
+// event not yet answered) and the doorbell; under wmu.
 func (l *Listener) closeFD() {
 	if l.fdClosed {
 		return
 	}
 	l.fdClosed = true
 	l.closeErr = unix.Close(l.fd)
-	unix.Close(l.wake)
+	unix.Close(l.bell)
+	if !l.running {
+		l.closeFdDir()
+	}
+}
+
+// closeFdDir closes fdDir once nothing can describe an event any more:
+// at Close if Run never ran, else when Run returns; under wmu.
+func (l *Listener) closeFdDir() {
+	if l.fdDir >= 0 {
+		unix.Close(l.fdDir)
+		l.fdDir = -1
+	}
 }
 
 // describe fills in the event's path and filesystem kind, once.
@@ -509,9 +593,32 @@ func (l *Listener) describe(p *pending) {
 		return
 	}
 	p.described = true
-	p.ev.Path, _ = os.Readlink("/proc/self/fd/" + strconv.Itoa(p.fd))
-	p.ev.FS = fsKind(p.fd)
-	p.ev.fd = p.fd
+	l.describeInto(&p.ev, p.fd)
+}
+
+func (l *Listener) describeInto(ev *Event, fd int) {
+	ev.Path = l.pathOf(fd)
+	ev.FS = fsKind(fd)
+	ev.fd = fd
+}
+
+// pathOf reads the path of an event's descriptor from /proc/self/fd ("" if
+// it cannot). Storms open the same file again and again, so the last path
+// read is kept and returned again while the bytes are the same: no
+// allocation then.
+func (l *Listener) pathOf(fd int) string {
+	var name [20]byte
+	var buf [unix.PathMax]byte
+	n, err := unix.Readlinkat(l.fdDir, string(strconv.AppendInt(name[:0], int64(fd), 10)), buf[:])
+	if err != nil || n <= 0 || n >= len(buf) {
+		return ""
+	}
+	if last := l.lastPath.Load(); last != nil && *last == string(buf[:n]) {
+		return *last
+	}
+	path := string(buf[:n])
+	l.lastPath.Store(&path)
+	return path
 }
 
 // fsKind classifies the filesystem of an open file.

@@ -61,8 +61,13 @@ func guarded(t *testing.T, cfg Config, h Handler) (string, *Listener) {
 	t.Cleanup(func() {
 		cancel()
 		l.Close()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("Run did not return within 10s of Close: the reader stayed blocked in read")
 		}
 	})
 	if err := l.Mark(dir, MaskOpen|MaskExec); err != nil {
@@ -162,6 +167,50 @@ func TestDeadline(t *testing.T) {
 			t.Logf("cat took %v with a 50ms deadline", took)
 		})
 	}
+}
+
+// Close wakes a reader idle in read (the doorbell): Run returns at once,
+// and the group is closed.
+func TestCloseWakesIdleReader(t *testing.T) {
+	privtest.Require(t)
+	l, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- l.Run(context.Background(), denyByName) }()
+	// Until the reader is in read.
+	for i := 0; ; i++ {
+		l.wmu.Lock()
+		in := l.inSys
+		l.wmu.Unlock()
+		if in {
+			break
+		}
+		if i == 1000 {
+			t.Fatal("the reader never reached read")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	start := time.Now()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return within 10s of Close")
+	}
+	l.wmu.Lock()
+	closed := l.fdClosed
+	l.wmu.Unlock()
+	if !closed {
+		t.Fatal("the group is still open after Run returned")
+	}
+	t.Logf("Run returned %v after Close", time.Since(start))
 }
 
 // Closing the listener releases a process that waits for an answer.

@@ -70,10 +70,15 @@ var ErrClosed = errors.New("process tracker closed")
 
 // Tracker is the loaded and attached programs and their event stream.
 type Tracker struct {
-	objs      proctrackObjects
-	links     []link.Link
-	rd        *ringbuf.Reader
-	rec       ringbuf.Record // Read's, reused
+	objs  proctrackObjects
+	links []link.Link
+	rd    *ringbuf.Reader
+	rec   ringbuf.Record // Read's, reused
+	// use is held (read) by Drain and Read while they touch the ring,
+	// and by Close (write), which unmaps it: closing while another
+	// goroutine drains must give it ErrClosed, not a fault.
+	use       sync.RWMutex
+	closed    bool         // under use
 	seq       *ebpf.Memory // the seq map, mapped; nil where it cannot be
 	closeOnce sync.Once
 	closeErr  error
@@ -131,6 +136,15 @@ func Start() (t *Tracker, err error) {
 // over). It returns how many it handed over; ErrClosed after Close. It
 // must not run concurrently with itself or Read.
 func (t *Tracker) Drain(f func(Event) bool) (int, error) {
+	t.use.RLock()
+	defer t.use.RUnlock()
+	if t.closed {
+		return 0, ErrClosed
+	}
+	return t.drain(f)
+}
+
+func (t *Tracker) drain(f func(Event) bool) (int, error) {
 	n := 0
 	if t.rd.AvailableBytes() == 0 {
 		return 0, nil // the common case, without a system call
@@ -163,28 +177,44 @@ func (t *Tracker) Drain(f func(Event) bool) (int, error) {
 // ErrClosed. It must not run concurrently with itself or Drain.
 func (t *Tracker) Read() (Event, error) {
 	for {
-		var got Event
-		n, err := t.Drain(func(ev Event) bool { got = ev; return false })
-		if err != nil {
-			return Event{}, err
-		}
-		if n == 1 {
-			return got, nil
-		}
-		t.rd.SetDeadline(time.Now().Add(5 * time.Millisecond))
-		err = t.rd.ReadInto(&t.rec)
-		switch {
-		case err == nil:
-			if ev, ok := decode(t.rec.RawSample); ok {
-				return ev, nil
-			}
-		case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, ringbuf.ErrFlushed):
-		case errors.Is(err, ringbuf.ErrClosed), errors.Is(err, os.ErrClosed):
-			return Event{}, ErrClosed
-		default:
-			return Event{}, err
+		ev, err := t.read()
+		if err != errNone {
+			return ev, err
 		}
 	}
+}
+
+var errNone = errors.New("no event yet")
+
+// read is one look of Read: errNone when there was nothing to read.
+func (t *Tracker) read() (Event, error) {
+	t.use.RLock()
+	defer t.use.RUnlock()
+	if t.closed {
+		return Event{}, ErrClosed
+	}
+	var got Event
+	n, err := t.drain(func(ev Event) bool { got = ev; return false })
+	if err != nil {
+		return Event{}, err
+	}
+	if n == 1 {
+		return got, nil
+	}
+	t.rd.SetDeadline(time.Now().Add(5 * time.Millisecond))
+	err = t.rd.ReadInto(&t.rec)
+	switch {
+	case err == nil:
+		if ev, ok := decode(t.rec.RawSample); ok {
+			return ev, nil
+		}
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, ringbuf.ErrFlushed):
+	case errors.Is(err, ringbuf.ErrClosed), errors.Is(err, os.ErrClosed):
+		return Event{}, ErrClosed
+	default:
+		return Event{}, err
+	}
+	return Event{}, errNone
 }
 
 func decode(b []byte) (Event, bool) {
@@ -208,6 +238,9 @@ func (t *Tracker) Lost() (uint64, error) { return t.counter(1) }
 // returns ErrClosed. It is safe to call more than once.
 func (t *Tracker) Close() error {
 	t.closeOnce.Do(func() {
+		t.use.Lock()
+		defer t.use.Unlock()
+		t.closed = true
 		var errs []error
 		if t.rd != nil {
 			errs = append(errs, t.rd.Close()) // interrupts a Read in progress

@@ -172,3 +172,56 @@ func TestCreatorIsTheForkingProcess(t *testing.T) {
 		}
 	}
 }
+
+// Drain hands over what the ring holds without waiting, counted by
+// Submitted, and Close while another goroutine drains gives it ErrClosed
+// (the ring is unmapped under it otherwise).
+func TestDrainAndCloseWhileDraining(t *testing.T) {
+	privtest.Require(t)
+	tr, err := Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 20; i++ {
+		if err := exec.Command("true").Run(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []Event
+	deadline := time.Now().Add(10 * time.Second)
+	for len(got) < 60 && time.Now().Before(deadline) {
+		if _, err := tr.Drain(func(ev Event) bool { got = append(got, ev); return true }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 20 forks, execs and exits of ours, at least (other processes run too).
+	if len(got) < 60 {
+		t.Fatalf("drained %d events, want at least 60", len(got))
+	}
+	sub, err := tr.Submitted()
+	if err != nil || sub < uint64(len(got)) {
+		t.Fatalf("Submitted %d (%v), fewer than the %d drained", sub, err, len(got))
+	}
+	stop := make(chan error, 1)
+	go func() {
+		for {
+			if _, err := tr.Drain(func(Event) bool { return true }); err != nil {
+				stop <- err
+				return
+			}
+			exec.Command("true").Run()
+		}
+	}()
+	time.Sleep(50 * time.Millisecond)
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-stop:
+		if err != ErrClosed {
+			t.Fatalf("Drain after Close: %v, want ErrClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Drain kept running after Close")
+	}
+}
