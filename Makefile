@@ -50,8 +50,11 @@ e2e:
 # listener, a minimal fanotify listener (the floor), fapolicyd in
 # permissive mode (when installed) and Lineage; prints times and ratios.
 bench-kernel:
+	@mkdir -p $(PLUGIN_OUT)
+	GOOS=wasip1 GOARCH=wasm $(GO) build $(WASM_FLAGS) -o $(PLUGIN_OUT)/openall.wasm ./agent/testdata/openall
+	$(ANNOTATE) -name openall -version 1 -vendor "Lineage tests" -entry classify,decide -ops all $(PLUGIN_OUT)/openall.wasm
 	$(GO) build -o $(BUILD)/bench-kernel ./bench/kernel
-	$(BUILD)/bench-kernel
+	$(BUILD)/bench-kernel -openall $(PLUGIN_OUT)/openall.wasm
 
 # Rebuild the broken-plugin corpus (needs wat2wasm, Debian package wabt).
 corpus:

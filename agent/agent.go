@@ -39,6 +39,10 @@ type Config struct {
 	DeadlineAllow  bool
 	QueueFullAllow bool
 	Queue, Workers int
+	// NoIgnoreMarks turns off the kernel-side cache: answers that hold
+	// for every process and every file become fanotify ignore marks
+	// otherwise (see maybeIgnore).
+	NoIgnoreMarks bool
 	// Log receives the audit log (one line per denial; per decision at
 	// debug level) and the agent's own messages.
 	Log hclog.Logger
@@ -69,6 +73,13 @@ type Agent struct {
 	// (catchUpInline). Lock order: trackMu, then mu.
 	trackMu sync.Mutex
 	nudge   chan struct{} // wakes the tracking loop
+
+	// ignMu guards the ignore marks' bookkeeping: flushAt is when the
+	// first of them must go (0: none live), and ignoreOff is set when the
+	// kernel refused one (until the next flush).
+	ignMu     sync.Mutex
+	flushAt   time.Time
+	ignoreOff bool
 	// mu serializes changes to the engine's process table (the tracker's
 	// events, the rebuild and the slow path of subject), which may call
 	// plugins and read /proc; the fanotify reader never takes it. pidsMu
@@ -86,6 +97,7 @@ type Stats struct {
 	Forks, Execs, Exits     uint64 // process events applied
 	Decisions, Denials      uint64
 	Fast                    uint64 // decisions answered on the listener's reader, from the cache
+	Ignored, IgnoreFlushes  uint64 // ignore marks made; flushes of them (at expiry)
 	Unresolved              uint64 // events whose process could not be found; the failure verdict applied
 }
 
@@ -120,7 +132,7 @@ func Start(ctx context.Context, eng *host.Engine, cfg Config) (a *Agent, err err
 	a.fan, err = fanotify.New(fanotify.Config{
 		Deadline: cfg.Deadline, DeadlineAllow: cfg.DeadlineAllow, QueueFullAllow: cfg.QueueFullAllow,
 		Queue: cfg.Queue, Workers: cfg.Workers,
-		Fast: a.fast,
+		Fast: a.fast, DeadlineVerdict: a.deadlineVerdict,
 		Stuck: func(waited time.Duration) {
 			a.stuck.Store(true)
 			a.log.Error("decision loop stuck: events waited unread, so the marks are released and the agent stops", "waited", waited)
@@ -201,6 +213,7 @@ func (a *Agent) track(ctx context.Context) {
 			}
 			return
 		}
+		a.flushExpiredIgnores()
 		select {
 		case <-ctx.Done():
 			return
@@ -462,7 +475,9 @@ func (a *Agent) decide(ctx context.Context, ev *fanotify.Event) bool {
 	var err error
 	if ev.Kind == fanotify.Exec {
 		req.Op = abi.OpProcessExec
-		err = a.eng.DecideInto(ctx, &req, &d)
+		if err = a.eng.DecideInto(ctx, &req, &d); err == nil && d.Verdict == abi.Allow {
+			a.maybeIgnore(ev, []host.Decision{d})
+		}
 	} else {
 		err = a.decideOpen(ctx, ev, &req, &d)
 	}
@@ -507,24 +522,128 @@ func (a *Agent) fast(ev *fanotify.Event) (allow, ok bool) {
 	}
 	ctx := context.Background()
 	req := host.Request{Subject: id, DecideRequest: abi.DecideRequest{Object: ev.Path, FS: ev.FS}}
-	var d host.Decision
+	var ds [3]host.Decision
 	ops := []abi.Op{abi.OpProcessExec}
 	if ev.Kind == fanotify.Open {
 		ops = []abi.Op{abi.OpFileRead, abi.OpFileWrite, abi.OpCodeLoad}
 	}
-	for _, op := range ops {
+	for i, op := range ops {
 		req.Op = op
-		hit, err := a.eng.DecideCachedInto(ctx, &req, &d)
-		if err != nil || !hit || d.Effective() != abi.Allow || d.Verdict != abi.Allow {
+		hit, err := a.eng.DecideCachedInto(ctx, &req, &ds[i])
+		if err != nil || !hit || ds[i].Effective() != abi.Allow || ds[i].Verdict != abi.Allow {
 			return false, false
 		}
 	}
+	d := &ds[0]
+	a.maybeIgnore(ev, ds[:len(ops)])
 	a.count(func(s *Stats) { s.Decisions++; s.Fast++ })
 	if a.log.IsDebug() {
 		req.Op = ops[0]
-		a.audit(&req, &d)
+		a.audit(&req, d)
 	}
 	return true, true
+}
+
+// ignoreMinimum is the least time an answer must have left to become an
+// ignore mark, and ignoreMargin how long before the answer's expiry the
+// mark goes (the flush runs on the tracking loop's tick).
+const (
+	ignoreMinimum = time.Second
+	ignoreMargin  = 50 * time.Millisecond
+)
+
+// maybeIgnore turns an allowed event into a kernel-side cache entry (a
+// fanotify ignore mark on the file's inode, for this kind of event) when
+// that is sound: every decision the event could need (read, write and
+// code.load for an open, whatever its flags, which fanotify does not
+// tell; process.exec for an exec) is an allow, not an audit-mode pass,
+// whose scope is every subject and every object of its op. Such an
+// answer holds whatever process opens the file, under whatever path
+// (renames and hard links included) and on whatever filesystem, so a mark
+// on the inode is as true as the answer, for as long as the answer lives:
+// the kernel clears the mark when the file is modified, and the agent
+// flushes the marks before the first of their answers expires. Scopes
+// narrower than that are never marks: a prefix or exact scope is about a
+// path, and a rename of the file, or of any directory above it, changes
+// the path without touching the inode; a zone scope is about who asks,
+// and fanotify cannot ignore per process. The reference policy's answers
+// are all per zone, so with it nothing becomes a mark.
+func (a *Agent) maybeIgnore(ev *fanotify.Event, ds []host.Decision) {
+	if a.cfg.NoIgnoreMarks {
+		return
+	}
+	left := time.Duration(1<<63 - 1)
+	for i := range ds {
+		d := &ds[i]
+		if d.Verdict != abi.Allow || d.Failure || d.Scope.Subject != abi.SubjectAll || d.Scope.Object != abi.ObjectAny {
+			return
+		}
+		left = min(left, a.eng.Remaining(d))
+	}
+	if left < ignoreMinimum {
+		return
+	}
+	until := time.Now().Add(left - ignoreMargin)
+	a.ignMu.Lock()
+	defer a.ignMu.Unlock()
+	if a.ignoreOff {
+		return
+	}
+	if err := ev.Ignore(); err != nil {
+		// Out of marks (fs.fanotify.max_user_marks), most likely: stop
+		// until the next flush; events keep being decided as before.
+		a.ignoreOff = true
+		a.log.Warn("no more ignore marks until the next flush", "error", err)
+		return
+	}
+	if a.flushAt.IsZero() || until.Before(a.flushAt) {
+		a.flushAt = until
+	}
+	a.count(func(s *Stats) { s.Ignored++ })
+}
+
+// flushExpiredIgnores removes every ignore mark once the first of them is
+// due. All go at once (fanotify flushes inode marks as a whole); each
+// file's next event makes its mark again if its answer still holds.
+func (a *Agent) flushExpiredIgnores() {
+	a.ignMu.Lock()
+	defer a.ignMu.Unlock()
+	if a.flushAt.IsZero() || time.Now().Before(a.flushAt) {
+		return
+	}
+	a.flushIgnoresLocked()
+}
+
+// FlushIgnores removes every ignore mark now. A change of the plugin set
+// (hot reload) must call it: the marks' answers belong to the old set.
+func (a *Agent) FlushIgnores() error {
+	a.ignMu.Lock()
+	defer a.ignMu.Unlock()
+	return a.flushIgnoresLocked()
+}
+
+func (a *Agent) flushIgnoresLocked() error {
+	if err := a.fan.FlushIgnores(); err != nil {
+		return err
+	}
+	a.flushAt, a.ignoreOff = time.Time{}, false
+	a.count(func(s *Stats) { s.IgnoreFlushes++ })
+	return nil
+}
+
+// deadlineVerdict is the verdict for an event whose decision misses the
+// deadline: the failure verdict of the process's zone, when the table
+// holds the process; otherwise none (the configured deadline verdict).
+func (a *Agent) deadlineVerdict(ev *fanotify.Event) (allow, ok bool) {
+	id, known := a.pidOf(uint32(ev.PID))
+	if !known {
+		return false, false
+	}
+	p := a.eng.Process(id)
+	if p == nil {
+		return false, false
+	}
+	return a.eng.FailureVerdict(p.Zone) == abi.Allow, true
 }
 
 // decideOpen decides an open. The read, write and code.load decisions
@@ -546,6 +665,7 @@ func (a *Agent) decideOpen(ctx context.Context, ev *fanotify.Event, req *host.Re
 	}
 	if all {
 		req.Op, *d = abi.OpFileRead, ds[2]
+		a.maybeIgnore(ev, ds[:])
 		return nil
 	}
 	read, write, known := ev.Access()

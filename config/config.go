@@ -64,6 +64,10 @@ type Agent struct {
 	QueueFullVerdict string `json:"queue_full_verdict"`
 	Queue            int    `json:"queue"`
 	Workers          int    `json:"workers"`
+	// IgnoreMarks (default true) lets answers that hold for every
+	// process and every object of their op become fanotify ignore marks,
+	// so the kernel stops asking about those files until they change.
+	IgnoreMarks *bool `json:"ignore_marks"`
 }
 
 // Limits is the "limits" object.
@@ -97,6 +101,7 @@ type AgentSettings struct {
 	DeadlineAllow  bool
 	QueueFullAllow bool
 	Queue, Workers int
+	NoIgnoreMarks  bool
 }
 
 // Load reads and parses the file at path.
@@ -232,7 +237,7 @@ func (f *File) settings(dir string) (Settings, error) {
 }
 
 func (a *Agent) settings(dir string) (AgentSettings, error) {
-	s := AgentSettings{Deadline: 100 * time.Millisecond}
+	s := AgentSettings{Deadline: 100 * time.Millisecond, NoIgnoreMarks: a.IgnoreMarks != nil && !*a.IgnoreMarks}
 	for _, l := range []struct {
 		key string
 		in  []string

@@ -252,6 +252,19 @@ type Decision struct {
 	Failure bool
 	Scope   abi.Scope
 	Subject *Process
+	// Expires is when the answer stops being used from the cache, on the
+	// engine's clock (see Remaining); 0 when it is not cached.
+	Expires int64
+}
+
+// Remaining is how long d stays the cached answer for its scope: zero or
+// less once it has expired, or when it was never cached. The engine's
+// clock is coarse (ClockTick), and an entry may be evicted earlier.
+func (e *Engine) Remaining(d *Decision) time.Duration {
+	if d.Expires == 0 {
+		return 0
+	}
+	return time.Duration(d.Expires - e.clock())
 }
 
 // Effective is the verdict to apply: a deny in audit mode is an allow.
@@ -351,6 +364,9 @@ func (e *Engine) decide(ctx context.Context, p *Process, req *abi.DecideRequest,
 		return
 	}
 	e.cache.Insert(e.gen, &p.subj, req, v, now)
+	if v.Scope.TTLMillis > 0 {
+		v.Expires = now + int64(v.Scope.TTLMillis)*1e6 // as Insert stored it
+	}
 	e.decision(p, &v, false, d)
 }
 
@@ -358,8 +374,18 @@ func (e *Engine) decision(p *Process, v *cache.Value, cached bool, d *Decision) 
 	*d = Decision{
 		Verdict: v.Verdict, Enforced: e.cfg.Mode == Enforce, Zone: p.Zone,
 		Rule: v.Rule, Reason: v.Reason, Plugin: v.Plugin, Cached: cached,
-		Scope: v.Scope, Subject: p,
+		Scope: v.Scope, Subject: p, Expires: v.Expires,
 	}
+}
+
+// FailureVerdict is the verdict for a request of a process in zone when
+// no plugin's answer can be had (a plugin failed, or a kernel layer's
+// deadline passed first).
+func (e *Engine) FailureVerdict(zone string) abi.Verdict {
+	if v, ok := e.cfg.FailureVerdicts[zone]; ok {
+		return v
+	}
+	return e.cfg.DefaultFailureVerdict
 }
 
 func (e *Engine) failureDecision(p *Process, err error) Decision {

@@ -39,7 +39,7 @@ import (
 	"lineage.dev/lineage/plugins/builtin"
 )
 
-var cpuProfile string
+var cpuProfile, openallPath string
 
 const (
 	execs = 500
@@ -59,6 +59,7 @@ func main() {
 	rounds := flag.Int("rounds", 5, "measure each condition this many times (interleaved)")
 	orphan := flag.Bool("orphan", false, "internal: run as an orphan (see orphaned)")
 	flag.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of Lineage's first round to `FILE`")
+	flag.StringVar(&openallPath, "openall", "", "also measure Lineage with this plugin (agent/testdata/openall, annotated): answers for every subject, which become ignore marks")
 	flag.Parse()
 	if !*orphan {
 		os.Exit(orphaned(*rounds))
@@ -85,7 +86,11 @@ func orphaned(rounds int) int {
 		return 1
 	}
 	self, _ := os.Executable()
-	cmd := exec.Command("sh", "-c", `("$0" -orphan -rounds "$1" -cpuprofile "$2" &)`, self, strconv.Itoa(rounds), cpuProfile)
+	openall := openallPath
+	if openall != "" {
+		openall, _ = filepath.Abs(openall)
+	}
+	cmd := exec.Command("sh", "-c", `("$0" -orphan -rounds "$1" -cpuprofile "$2" -openall "$3" &)`, self, strconv.Itoa(rounds), cpuProfile, openall)
 	cmd.Stdout, cmd.Stderr, cmd.ExtraFiles = os.Stdout, os.Stderr, []*os.File{w}
 	if err := cmd.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-kernel:", err)
@@ -194,7 +199,7 @@ func run(rounds int) error {
 		return err
 	}
 	defer cleanup()
-	lineage, closeLineage, err := w.lineage()
+	lineage, closeLineage, err := w.lineage(builtin.ZonesSource, builtin.Zones)
 	if err != nil {
 		return err
 	}
@@ -204,6 +209,19 @@ func run(rounds int) error {
 		{name: "minimal listener (floor)", start: w.listener},
 		{name: "fapolicyd (permissive)", start: w.fapolicyd},
 		{name: "Lineage (zones plugin)", start: lineage},
+		{name: "Lineage (openall: marks)", note: "not measured: no -openall plugin given"},
+	}
+	if openallPath != "" {
+		wasm, err := os.ReadFile(openallPath)
+		if err != nil {
+			return err
+		}
+		start, closeOpenall, err := w.lineage("openall", wasm)
+		if err != nil {
+			return fmt.Errorf("openall: %w", err)
+		}
+		defer closeOpenall()
+		conds[4].start, conds[4].note = start, ""
 	}
 	if err := w.prepareFapolicyd(); err != nil {
 		conds[2].note = "not measured: " + err.Error()
@@ -265,6 +283,10 @@ func run(rounds int) error {
 	fmt.Printf("\nper event over no listener (medians): floor %v (exec) %v (open); Lineage %v (exec) %v (open)\n",
 		perEvent(median(floor.execT), median(none.execT), execs), perEvent(median(floor.open), median(none.open), opens),
 		perEvent(median(lin.execT), median(none.execT), execs), perEvent(median(lin.open), median(none.open), opens))
+	if om := conds[4]; om.note == "" {
+		fmt.Printf("Lineage with ignore marks, per event over no listener (medians): %v (exec) %v (open)\n",
+			perEvent(median(om.execT), median(none.execT), execs), perEvent(median(om.open), median(none.open), opens))
+	}
 	if fa := conds[2]; fa.note == "" {
 		fmt.Printf("Lineage's open storm is %.2fx fapolicyd's (fastest), %.2fx (median)\n",
 			ratio(fastest(lin.open), fastest(fa.open)), ratio(median(lin.open), median(fa.open)))
@@ -336,7 +358,7 @@ func (w *world) listener() (func() error, error) {
 
 // lineage loads the reference plugin once and returns the condition's
 // start: an agent over the engine, as `host run` makes it.
-func (w *world) lineage() (start func() (func() error, error), closeAll func(), err error) {
+func (w *world) lineage(name string, wasm []byte) (start func() (func() error, error), closeAll func(), err error) {
 	ctx := context.Background()
 	selfDir := filepath.Dir(w.self) + "/"
 	cfg, _ := json.Marshal(map[string]any{
@@ -349,7 +371,10 @@ func (w *world) lineage() (start func() (func() error, error), closeAll func(), 
 	if err != nil {
 		return nil, nil, err
 	}
-	p, err := rt.Load(ctx, builtin.ZonesSource, builtin.Zones, cfg)
+	if name != builtin.ZonesSource {
+		cfg = nil
+	}
+	p, err := rt.Load(ctx, name, wasm, cfg)
 	if err != nil {
 		rt.Close(ctx)
 		return nil, nil, err
@@ -375,8 +400,8 @@ func (w *world) lineage() (start func() (func() error, error), closeAll func(), 
 			a.Close()
 			err := <-done
 			st, fs := a.Stats(), a.Fanotify()
-			fmt.Fprintf(os.Stderr, "Lineage: %d events; %d answered on the reader from the cache; %d denials, %d unresolved, %d deadline, %d queue full\n",
-				fs.Events, st.Fast, st.Denials, st.Unresolved, fs.Deadline, fs.QueueFull)
+			fmt.Fprintf(os.Stderr, "Lineage (%s): %d events; %d answered on the reader from the cache; %d ignore marks; %d denials, %d unresolved, %d deadline, %d queue full\n",
+				name, fs.Events, st.Fast, st.Ignored, st.Denials, st.Unresolved, fs.Deadline, fs.QueueFull)
 			if st.Denials > 0 {
 				return fmt.Errorf("Lineage denied %d requests of the workload", st.Denials)
 			}

@@ -50,7 +50,7 @@ Stopping the agent, or killing it, releases every pending event.
 	defer stop()
 	a, err := agent.Start(ctx, s.engine, agent.Config{
 		Marks: as.Marks, Filesystems: as.Filesystems, Deadline: as.Deadline, DeadlineAllow: as.DeadlineAllow, QueueFullAllow: as.QueueFullAllow,
-		Queue: as.Queue, Workers: as.Workers, Log: s.log.Named("agent"),
+		Queue: as.Queue, Workers: as.Workers, NoIgnoreMarks: as.NoIgnoreMarks, Log: s.log.Named("agent"),
 	})
 	if err != nil {
 		return err

@@ -28,6 +28,9 @@ type Value struct {
 	Reason  string
 	Plugin  string
 	Scope   abi.Scope
+	// Expires is when a stored answer stops being used (clock
+	// nanoseconds): set by Insert, 0 for an answer not stored.
+	Expires int64
 }
 
 var seed = maphash.MakeSeed()
@@ -386,6 +389,7 @@ func (c *Cache) Insert(gen uint64, s *Subject, req *abi.DecideRequest, v Value, 
 	}
 	subj, hs := s.hash(sc.Subject)
 	e := &entry{val: v, expires: now + int64(sc.TTLMillis)*1e6}
+	e.val.Expires = e.expires
 	k := key{gen: gen, sdim: sc.Subject, odim: sc.Object, op: req.Op, subj: subj}
 	var hObj uint64
 	switch sc.Object {

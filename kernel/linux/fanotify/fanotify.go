@@ -56,6 +56,63 @@ type Event struct {
 	// (still bounded) should take it only when none do.
 	Behind int
 	fd     int // the event's descriptor, valid while the handler runs
+	l      *Listener
+}
+
+// Ignore makes the kernel stop asking about this file for events of this
+// kind (an inode ignore mark): every later open (or exec) of it is
+// allowed without a round trip, until the file is modified (the kernel
+// then clears the mark) or FlushIgnores. Call it only for an answer that
+// holds for every process, whatever it is doing, for as long as the mark
+// may live; only while the handler (or Fast) runs.
+func (ev *Event) Ignore() error {
+	mask := uint64(unix.FAN_OPEN_PERM)
+	if ev.Kind == Exec {
+		mask = unix.FAN_OPEN_EXEC_PERM
+	}
+	l := ev.l
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	if l.closed {
+		return os.ErrClosed
+	}
+	// The event's own descriptor names the inode (pathname NULL), so a
+	// rename since the event cannot redirect the mark.
+	if err := fanotifyMarkFd(l.fd, unix.FAN_MARK_ADD|unix.FAN_MARK_IGNORED_MASK, mask, ev.fd); err != nil {
+		return fmt.Errorf("fanotify_mark (ignore): %w", err)
+	}
+	l.stats.ignored.Add(1)
+	return nil
+}
+
+// FlushIgnores removes every ignore mark Ignore made (every inode mark of
+// the group; the mount and filesystem marks stay): the kernel asks about
+// those files again.
+func (l *Listener) FlushIgnores() error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	if l.closed {
+		return os.ErrClosed
+	}
+	if err := unix.FanotifyMark(l.fd, unix.FAN_MARK_FLUSH, 0, unix.AT_FDCWD, ""); err != nil {
+		return fmt.Errorf("fanotify_mark (flush): %w", err)
+	}
+	// The flush took the doorbell's mark too: put it back.
+	if err := unix.FanotifyMark(l.fd, unix.FAN_MARK_ADD, unix.FAN_MODIFY, unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(l.bell)); err != nil {
+		return fmt.Errorf("fanotify_mark (doorbell, after a flush): %w", err)
+	}
+	l.stats.flushes.Add(1)
+	return nil
+}
+
+// fanotifyMarkFd is fanotify_mark(2) on the object fd names: pathname
+// NULL, which x/sys/unix's wrapper cannot pass.
+func fanotifyMarkFd(group int, flags uint, mask uint64, fd int) error {
+	_, _, errno := unix.Syscall6(unix.SYS_FANOTIFY_MARK, uintptr(group), uintptr(flags), uintptr(mask), uintptr(fd), 0, 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
 }
 
 // SharedObject reports whether the file is an ELF shared object (or PIE
@@ -75,8 +132,12 @@ type Config struct {
 	// (default 100ms).
 	Deadline time.Duration
 	// DeadlineAllow is the verdict when the handler misses the deadline
-	// (default false: deny).
+	// (default false: deny), unless DeadlineVerdict gives one.
 	DeadlineAllow bool
+	// DeadlineVerdict, if set, chooses the deadline verdict per event
+	// (ok true), such as by the process's zone; it runs on the reader
+	// when the event is queued, so it must answer at once.
+	DeadlineVerdict func(ev *Event) (allow, ok bool)
 	// QueueFullAllow is the verdict for an event that finds every worker
 	// busy and the queue full (default false: deny).
 	QueueFullAllow bool
@@ -123,6 +184,8 @@ type Stats struct {
 	QueueFull uint64 // answered with the queue-full verdict
 	Overflow  uint64 // kernel queue overflows (events lost by the kernel)
 	Stuck     uint64 // the watchdog found the reader stuck and closed the group
+	Ignored   uint64 // ignore marks made (Event.Ignore)
+	Flushes   uint64 // FlushIgnores done
 }
 
 // Listener is one fanotify permission group.
@@ -134,7 +197,7 @@ type Listener struct {
 	self  int32
 	queue chan *pending
 	stats struct {
-		events, allowed, denied, self, deadline, queueFull, overflow, stuck atomic.Uint64
+		events, allowed, denied, self, deadline, queueFull, overflow, stuck, ignored, flushes atomic.Uint64
 	}
 	lastRead  atomic.Int64           // monotonic ns of the reader's last return from read
 	busySince atomic.Int64           // monotonic ns the reader started on what it read; 0 when back to reading
@@ -151,11 +214,12 @@ type Listener struct {
 
 // pending is an event waiting for its answer.
 type pending struct {
-	ev        Event
-	fd        int // the event's descriptor
-	answered  atomic.Bool
-	described bool        // Path, FS and fd are set (by the reader or one worker)
-	timer     *time.Timer // set before the event is queued; answer never reads it
+	ev            Event
+	fd            int // the event's descriptor
+	answered      atomic.Bool
+	described     bool        // Path, FS and fd are set (by the reader or one worker)
+	deadlineAllow bool        // the verdict if the deadline passes first
+	timer         *time.Timer // set before the event is queued; answer never reads it
 }
 
 // New creates a permission group. It needs CAP_SYS_ADMIN. Nothing is
@@ -265,6 +329,7 @@ func (l *Listener) Stats() Stats {
 	return Stats{
 		Events: s.events.Load(), Allowed: s.allowed.Load(), Denied: s.denied.Load(), Self: s.self.Load(),
 		Deadline: s.deadline.Load(), QueueFull: s.queueFull.Load(), Overflow: s.overflow.Load(), Stuck: s.stuck.Load(),
+		Ignored: s.ignored.Load(), Flushes: s.flushes.Load(),
 	}
 }
 
@@ -463,10 +528,15 @@ func (l *Listener) dispatch(b []byte) {
 				continue
 			}
 		}
-		p := &pending{fd: fd, ev: *ev, described: l.cfg.Fast != nil}
+		p := &pending{fd: fd, ev: *ev, described: l.cfg.Fast != nil, deadlineAllow: l.cfg.DeadlineAllow}
 		p.ev.Behind = 0
+		if l.cfg.DeadlineVerdict != nil {
+			if allow, ok := l.cfg.DeadlineVerdict(ev); ok {
+				p.deadlineAllow = allow
+			}
+		}
 		// The deadline runs from now, whatever happens to the event.
-		p.timer = time.AfterFunc(l.cfg.Deadline, func() { l.answer(p, l.cfg.DeadlineAllow, &l.stats.deadline) })
+		p.timer = time.AfterFunc(l.cfg.Deadline, func() { l.answer(p, p.deadlineAllow, &l.stats.deadline) })
 		select {
 		case l.queue <- p:
 		default:
@@ -600,6 +670,7 @@ func (l *Listener) describeInto(ev *Event, fd int) {
 	ev.Path = l.pathOf(fd)
 	ev.FS = fsKind(fd)
 	ev.fd = fd
+	ev.l = l
 }
 
 // pathOf reads the path of an event's descriptor from /proc/self/fd ("" if

@@ -169,6 +169,28 @@ func TestDeadline(t *testing.T) {
 	}
 }
 
+// DeadlineVerdict chooses the deadline verdict per event (the agent: by
+// the process's zone), over the configured one.
+func TestDeadlineVerdictPerEvent(t *testing.T) {
+	for _, allow := range []bool{false, true} {
+		t.Run(map[bool]string{false: "deny", true: "allow"}[allow], func(t *testing.T) {
+			cfg := Config{Deadline: 50 * time.Millisecond, DeadlineAllow: !allow,
+				DeadlineVerdict: func(ev *Event) (bool, bool) { return allow, ev.Path != "" }}
+			// Fast is what describes the event on the reader: without it
+			// the verdict is chosen before the path is known.
+			cfg.Fast = func(*Event) (bool, bool) { return false, false }
+			dir, _ := guarded(t, cfg, func(ctx context.Context, ev *Event) bool {
+				<-ctx.Done() // never decides
+				return true
+			})
+			_, err := run(t, "cat", filepath.Join(dir, "allow.txt"))
+			if (err == nil) != allow {
+				t.Fatalf("per-event deadline verdict allow=%v: cat error %v", allow, err)
+			}
+		})
+	}
+}
+
 // Close wakes a reader idle in read (the doorbell): Run returns at once,
 // and the group is closed.
 func TestCloseWakesIdleReader(t *testing.T) {
