@@ -335,12 +335,18 @@ func (a *Agent) apply(ctx context.Context, ev proctrack.Event) {
 	case proctrack.Exec:
 		a.count(func(s *Stats) { s.Execs++ })
 		a.setPid(id)
-		exe := exeOf(ev.PID)
+		// The image the kernel loaded, carried in the event: right even if
+		// the process has exec'd again since. /proc only when the kernel
+		// could not walk the path.
+		exe, fs := ev.Path, fanotify.FSKindOf(int64(ev.Magic))
 		if exe == "" {
-			return // gone already
+			if exe = exeOf(ev.PID); exe == "" {
+				return // gone already
+			}
+			fs = fsKindOfPath(exe)
 		}
-		if _, err := a.eng.ExecInPlace(ctx, id, exe, fsKindOfPath(exe)); err != nil {
-			a.eng.Exist(ctx, id, exe, fsKindOfPath(exe))
+		if _, err := a.eng.ExecInPlace(ctx, id, exe, fs); err != nil {
+			a.eng.Exist(ctx, id, exe, fs)
 		}
 	case proctrack.Exit:
 		a.count(func(s *Stats) { s.Exits++ })

@@ -34,6 +34,45 @@ struct task_struct {
 	struct signal_struct *signal;
 } __attribute__((preserve_access_index));
 
+// For the executable's path: the file execve loaded, its dentry chain up
+// to its mount's root, and the mounts above it.
+struct qstr {
+	const unsigned char *name;
+} __attribute__((preserve_access_index));
+
+struct dentry {
+	struct dentry *d_parent;
+	struct qstr d_name;
+} __attribute__((preserve_access_index));
+
+struct super_block {
+	unsigned long s_magic;
+} __attribute__((preserve_access_index));
+
+struct vfsmount {
+	struct dentry *mnt_root;
+	struct super_block *mnt_sb;
+} __attribute__((preserve_access_index));
+
+struct mount {
+	struct mount *mnt_parent;
+	struct dentry *mnt_mountpoint;
+	struct vfsmount mnt;
+} __attribute__((preserve_access_index));
+
+struct path {
+	struct vfsmount *mnt;
+	struct dentry *dentry;
+} __attribute__((preserve_access_index));
+
+struct file {
+	struct path f_path;
+} __attribute__((preserve_access_index));
+
+struct linux_binprm {
+	struct file *file;
+} __attribute__((preserve_access_index));
+
 enum kind {
 	KIND_FORK = 1,
 	KIND_EXEC = 2,
@@ -49,8 +88,29 @@ struct event {
 	__u64 creator_start; // fork: the creator's start_boottime, ns
 };
 
-// Unused except to make bpf2go emit the Go type.
+// An exec event also carries the image: the path of the file execve
+// loaded (for a script, its interpreter, as /proc/PID/exe shows), walked
+// from the file itself when the exec happens, so that a process that
+// execs twice before user space reads the first event still has each
+// image right. names holds the path's components leaf first, each ended
+// by a NUL, names_len bytes of them; flags bit 0 says the walk stopped
+// before the root (too deep, or a name could not be read), and user space
+// then reads /proc instead. magic is the filesystem's statfs magic.
+#define NAMES 4096
+#define NAME_MAX_READ 256
+#define MAX_DEPTH 64
+
+struct exec_event {
+	struct event h;
+	__u64 magic;
+	__u32 names_len;
+	__u32 flags;
+	char names[NAMES + NAME_MAX_READ];
+};
+
+// Unused except to make bpf2go emit the Go types.
 const struct event *unused_event __attribute__((unused));
+const struct exec_event *unused_exec_event __attribute__((unused));
 
 #define RING_SIZE (1 << 22)
 #define WAKE_AT (RING_SIZE / 4)
@@ -73,22 +133,26 @@ struct {
 	__type(value, __u64);
 } seq SEC(".maps");
 
-static __always_inline void emit(__u32 kind, __u32 pid, __u64 start, __u32 creator, __u64 creator_start)
+static __always_inline void lost(void)
 {
-	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		__u32 one = 1;
-		__u64 *n = bpf_map_lookup_elem(&seq, &one);
-		if (n)
-			__sync_fetch_and_add(n, 1);
-		return;
-	}
+	__u32 one = 1;
+	__u64 *n = bpf_map_lookup_elem(&seq, &one);
+	if (n)
+		__sync_fetch_and_add(n, 1);
+}
+
+static __always_inline void fill(struct event *e, __u32 kind, __u32 pid, __u64 start, __u32 creator, __u64 creator_start)
+{
 	e->kind = kind;
 	e->pid = pid;
 	e->start = start;
 	e->creator = creator;
 	e->pad = 0;
 	e->creator_start = creator_start;
+}
+
+static __always_inline void submit(void *e)
+{
 	// Counted before it is visible, so user space may wait for an event
 	// it cannot read yet, never read one it has not counted.
 	__u32 zero = 0;
@@ -103,6 +167,61 @@ static __always_inline void emit(__u32 kind, __u32 pid, __u64 start, __u32 creat
 	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= WAKE_AT)
 		flags = BPF_RB_FORCE_WAKEUP;
 	bpf_ringbuf_submit(e, flags);
+}
+
+static __always_inline void emit(__u32 kind, __u32 pid, __u64 start, __u32 creator, __u64 creator_start)
+{
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		lost();
+		return;
+	}
+	fill(e, kind, pid, start, creator, creator_start);
+	submit(e);
+}
+
+// walk is the state of the path walk, one step per bpf_loop iteration (a
+// plain loop's branches make the verifier's work explode).
+struct walk {
+	struct exec_event *e;
+	struct dentry *d;
+	struct mount *m;
+	__u32 off;
+	__u32 done;
+};
+
+static long walk_step(__u64 i, void *arg)
+{
+	struct walk *w = arg;
+	// Copies: BPF_CORE_READ would make w's own fields CO-RE relocations,
+	// which no kernel type can resolve.
+	struct dentry *d = w->d;
+	struct mount *m = w->m;
+	struct dentry *root = BPF_CORE_READ(m, mnt.mnt_root);
+	struct dentry *parent = BPF_CORE_READ(d, d_parent);
+	if (d == root) {
+		struct mount *up = BPF_CORE_READ(m, mnt_parent);
+		if (up == m) {
+			w->done = 1; // the root of the mount tree
+			return 1;
+		}
+		// The root of a mount: go on from where it is mounted.
+		w->d = BPF_CORE_READ(m, mnt_mountpoint);
+		w->m = up;
+		return 0;
+	}
+	if (d == parent)
+		return 1; // a filesystem's root that is not its mount's: no path from here
+	__u32 off = w->off;
+	if (off >= NAMES)
+		return 1; // too long
+	const unsigned char *name = BPF_CORE_READ(d, d_name.name);
+	long n = bpf_probe_read_kernel_str(&w->e->names[off & (NAMES - 1)], NAME_MAX_READ, name);
+	if (n <= 0)
+		return 1;
+	w->off = off + n;
+	w->d = parent;
+	return 0;
 }
 
 // sched_process_fork(struct task_struct *parent, struct task_struct *child):
@@ -128,7 +247,31 @@ SEC("raw_tracepoint/sched_process_exec")
 int on_exec(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct task_struct *p = (struct task_struct *)ctx->args[0];
-	emit(KIND_EXEC, BPF_CORE_READ(p, tgid), BPF_CORE_READ(p, start_boottime), 0, 0);
+	struct linux_binprm *bprm = (struct linux_binprm *)ctx->args[2];
+	struct exec_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		lost();
+		return 0;
+	}
+	fill(&e->h, KIND_EXEC, BPF_CORE_READ(p, tgid), BPF_CORE_READ(p, start_boottime), 0, 0);
+	e->names_len = 0;
+	e->flags = 1;
+	e->magic = 0;
+
+	struct file *f = BPF_CORE_READ(bprm, file);
+	struct vfsmount *vfs = BPF_CORE_READ(f, f_path.mnt);
+	e->magic = BPF_CORE_READ(vfs, mnt_sb, s_magic);
+	struct walk w = {
+		.e = e,
+		.d = BPF_CORE_READ(f, f_path.dentry),
+		.m = (struct mount *)((void *)vfs - bpf_core_field_offset(struct mount, mnt)),
+	};
+	bpf_loop(MAX_DEPTH, walk_step, &w, 0);
+	if (w.done && w.off < NAMES) {
+		e->names_len = w.off;
+		e->flags = 0;
+	}
+	submit(e);
 	return 0;
 }
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -24,8 +25,21 @@ func TestObjectIsFreshBuild(t *testing.T) {
 		t.Skip("short mode: compiles the eBPF program")
 	}
 	out := t.TempDir()
-	cmd := exec.Command("go", "tool", "bpf2go", "-output-dir", out, "-tags", "linux", "-target", "bpfel", "-type", "event",
-		"proctrack", "../bpf/proctrack.c", "--", "-O2", "-g", "-Wall", "-Werror", "-I/usr/include/x86_64-linux-gnu")
+	// The command is gen.go's go:generate line, so the two cannot differ.
+	src, err := os.ReadFile("gen.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var args []string
+	for _, l := range strings.Split(string(src), "\n") {
+		if rest, ok := strings.CutPrefix(l, "//go:generate go tool bpf2go "); ok {
+			args = append([]string{"tool", "bpf2go", "-output-dir", out}, strings.Fields(rest)...)
+		}
+	}
+	if args == nil {
+		t.Fatal("gen.go has no go:generate line for bpf2go")
+	}
+	cmd := exec.Command("go", args...)
 	cmd.Env = append(os.Environ(), "GOPACKAGE=proctrack")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("bpf2go: %v\n%s", err, b)

@@ -17,6 +17,7 @@
 package proctrack
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -56,6 +57,12 @@ type Event struct {
 	Kind  Kind
 	PID   uint32 // thread group id
 	Start uint64 // clock ticks after boot
+	// Exec: the image, as the kernel loaded it when the exec happened:
+	// its path in the mount tree of the process's namespace ("" when the
+	// walk did not reach the root; read /proc then), and its filesystem's
+	// statfs magic.
+	Path  string
+	Magic uint64
 	// Fork: the process that created this one, and its start.
 	Creator      uint32
 	CreatorStart uint64
@@ -87,14 +94,14 @@ type Tracker struct {
 // Start loads the programs, attaches them and starts collecting events.
 // It needs root (CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN) and a kernel
 // with BTF and BPF ring buffers (Linux 5.8 or later).
-func Start() (t *Tracker, err error) {
+func Start() (_ *Tracker, err error) {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("lifting the memlock limit for eBPF maps: %w", err)
 	}
-	t = &Tracker{}
+	t := &Tracker{}
 	defer func() {
 		if err != nil {
-			t.Close()
+			t.Close() // t, not the result: a failing return has set that to nil
 		}
 	}()
 	if err := loadProctrackObjects(&t.objs, nil); err != nil {
@@ -221,13 +228,46 @@ func decode(b []byte) (Event, bool) {
 	if len(b) < 32 {
 		return Event{}, false
 	}
-	return Event{
+	ev := Event{
 		Kind:         Kind(binary.NativeEndian.Uint32(b[0:])),
 		PID:          binary.NativeEndian.Uint32(b[4:]),
 		Start:        binary.NativeEndian.Uint64(b[8:]) / nsPerTick,
 		Creator:      binary.NativeEndian.Uint32(b[16:]),
 		CreatorStart: binary.NativeEndian.Uint64(b[24:]) / nsPerTick,
-	}, true
+	}
+	if ev.Kind == Exec && len(b) >= 48 {
+		// struct exec_event: magic, names_len, flags, names.
+		ev.Magic = binary.NativeEndian.Uint64(b[32:])
+		n := int(binary.NativeEndian.Uint32(b[40:]))
+		flags := binary.NativeEndian.Uint32(b[44:])
+		if flags&1 == 0 && n <= len(b)-48 {
+			ev.Path = joinNames(b[48 : 48+n])
+		}
+	}
+	return ev, true
+}
+
+// joinNames makes a path of the exec event's components, which come leaf
+// first, each ended by a NUL.
+func joinNames(b []byte) string {
+	var names [][]byte
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, 0)
+		if i < 0 {
+			return "" // cut short: not a path to trust
+		}
+		names = append(names, b[:i])
+		b = b[i+1:]
+	}
+	if len(names) == 0 {
+		return "/"
+	}
+	var p []byte
+	for i := len(names) - 1; i >= 0; i-- {
+		p = append(p, '/')
+		p = append(p, names[i]...)
+	}
+	return string(p)
 }
 
 // Lost is the number of events the kernel dropped because the ring buffer

@@ -23,16 +23,26 @@ type proctrackEvent struct {
 	CreatorStart uint64
 }
 
+type proctrackExecEvent struct {
+	_        structs.HostLayout
+	H        proctrackEvent
+	Magic    uint64
+	NamesLen uint32
+	Flags    uint32
+	Names    [4352]int8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	proctrackMapEvents      = "events"
-	proctrackMapSeq         = "seq"
-	proctrackProgOnExec     = "on_exec"
-	proctrackProgOnExit     = "on_exit"
-	proctrackProgOnFork     = "on_fork"
-	proctrackVarUnusedEvent = "unused_event"
+	proctrackMapEvents          = "events"
+	proctrackMapSeq             = "seq"
+	proctrackProgOnExec         = "on_exec"
+	proctrackProgOnExit         = "on_exit"
+	proctrackProgOnFork         = "on_fork"
+	proctrackVarUnusedEvent     = "unused_event"
+	proctrackVarUnusedExecEvent = "unused_exec_event"
 )
 
 // loadProctrack returns the embedded CollectionSpec for proctrack.
@@ -94,7 +104,8 @@ type proctrackMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type proctrackVariableSpecs struct {
-	UnusedEvent *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedEvent     *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedExecEvent *ebpf.VariableSpec `ebpf:"unused_exec_event"`
 }
 
 // proctrackObjects contains all objects after they have been loaded into the kernel.
@@ -132,7 +143,8 @@ func (m *proctrackMaps) Close() error {
 //
 // It can be passed to loadProctrackObjects or ebpf.CollectionSpec.LoadAndAssign.
 type proctrackVariables struct {
-	UnusedEvent *ebpf.Variable `ebpf:"unused_event"`
+	UnusedEvent     *ebpf.Variable `ebpf:"unused_event"`
+	UnusedExecEvent *ebpf.Variable `ebpf:"unused_exec_event"`
 }
 
 // proctrackPrograms contains all programs after they have been loaded into the kernel.

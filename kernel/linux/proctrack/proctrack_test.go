@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"lineage.dev/lineage/internal/privtest"
 	"lineage.dev/lineage/kernel/linux/procfs"
@@ -107,6 +110,13 @@ func TestForkExecExit(t *testing.T) {
 	if ex.Start != child.Start {
 		t.Errorf("exec %+v: start %d, want %d", ex, ex.Start, child.Start)
 	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(child.Exe, &st); err != nil {
+		t.Fatal(err)
+	}
+	if ex.Path != child.Exe || ex.Magic != uint64(st.Type) {
+		t.Errorf("exec image %q (magic %#x), want %q (magic %#x) as /proc and statfs say", ex.Path, ex.Magic, child.Exe, st.Type)
+	}
 	c.wait(t, "exit", func(e Event) bool { return e.Kind == Exit && e.PID == pid && e.Start == child.Start })
 	if n, err := tr.Lost(); err != nil || n != 0 {
 		t.Errorf("lost %d, %v", n, err)
@@ -120,6 +130,66 @@ func TestForkExecExit(t *testing.T) {
 	c.mu.Unlock()
 	if n, err := tr.Submitted(); err != nil || n < got {
 		t.Errorf("submitted %d (%v), but %d events were read", n, err, got)
+	}
+}
+
+// Each exec event carries its own image, walked by the kernel when the
+// exec happened: a process that execs three times and exits before
+// anything reads /proc still has every image right.
+func TestExecEventsCarryTheirImage(t *testing.T) {
+	_, c := track(t)
+	var want []string
+	for _, name := range []string{"sh", "env", "true"} {
+		p, err := exec.LookPath(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p, err = filepath.EvalSymlinks(p); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, p)
+	}
+	cmd := exec.Command("sh", "-c", "exec env true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	pid := uint32(cmd.Process.Pid)
+	c.wait(t, "exit", func(e Event) bool { return e.Kind == Exit && e.PID == pid })
+	var got []string
+	c.mu.Lock()
+	for _, e := range c.events {
+		if e.Kind == Exec && e.PID == pid {
+			got = append(got, e.Path)
+		}
+	}
+	c.mu.Unlock()
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("exec images %q, want %q", got, want)
+	}
+
+	// Across a mount: a program on a tmpfs mounted for the test.
+	dir := t.TempDir()
+	if err := unix.Mount("lineage-test", dir, "tmpfs", 0, "size=16m,mode=0755"); err != nil {
+		t.Fatalf("mounting a tmpfs for the test: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	b, err := os.ReadFile(want[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	prog := filepath.Join(dir, "sub", "prog")
+	os.Mkdir(filepath.Dir(prog), 0o755)
+	if err := os.WriteFile(prog, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd = exec.Command(prog)
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	pid = uint32(cmd.Process.Pid)
+	ex := c.wait(t, "exec", func(e Event) bool { return e.Kind == Exec && e.PID == pid })
+	if ex.Path != prog || ex.Magic != unix.TMPFS_MAGIC {
+		t.Fatalf("exec image on a tmpfs: %q (magic %#x), want %q (tmpfs %#x)", ex.Path, ex.Magic, prog, unix.TMPFS_MAGIC)
 	}
 }
 
