@@ -511,9 +511,6 @@ func (a *Agent) decide(ctx context.Context, ev *fanotify.Event) bool {
 // the open turns out to be. Anything else (a miss, a denial, which is
 // audited with its exact op) goes to the workers and decide.
 func (a *Agent) fast(ev *fanotify.Event) (allow, ok bool) {
-	if ev.Path == "" {
-		return false, false
-	}
 	if !a.upToDate() && !(ev.Behind == 0 && a.catchUpInline(context.Background()) && a.upToDate()) {
 		// The process's own fork or exec may be among the events not
 		// applied yet. The reader applies them itself when nothing else
@@ -527,25 +524,43 @@ func (a *Agent) fast(ev *fanotify.Event) (allow, ok bool) {
 		return false, false
 	}
 	ctx := context.Background()
-	req := host.Request{Subject: id, DecideRequest: abi.DecideRequest{Object: ev.Path, FS: ev.FS}}
 	var ds [3]host.Decision
 	ops := []abi.Op{abi.OpProcessExec}
 	if ev.Kind == fanotify.Open {
 		ops = []abi.Op{abi.OpFileRead, abi.OpFileWrite, abi.OpCodeLoad}
 	}
-	for i, op := range ops {
-		req.Op = op
-		hit, err := a.eng.DecideCachedInto(ctx, &req, &ds[i])
-		if err != nil || !hit || ds[i].Effective() != abi.Allow || ds[i].Verdict != abi.Allow {
+	// Without the path first: answers for any object of their op (the
+	// zones plugin gives them to the system zone for every file op) hold
+	// whatever the file, and the path costs a system call. A lookup with
+	// no object can only find those.
+	req := host.Request{Subject: id}
+	cached := func(anyObject bool) bool {
+		for i, op := range ops {
+			req.Op = op
+			hit, err := a.eng.DecideCachedInto(ctx, &req, &ds[i])
+			if err != nil || !hit || ds[i].Effective() != abi.Allow || ds[i].Verdict != abi.Allow ||
+				(anyObject && ds[i].Scope.Object != abi.ObjectAny) {
+				return false
+			}
+		}
+		return true
+	}
+	if !cached(true) {
+		ev.Describe()
+		if ev.Path == "" {
+			return false, false
+		}
+		req.Object, req.FS = ev.Path, ev.FS
+		if !cached(false) {
 			return false, false
 		}
 	}
-	d := &ds[0]
 	a.maybeIgnore(ev, ds[:len(ops)])
 	a.count(func(s *Stats) { s.Decisions++; s.Fast++ })
 	if a.log.IsDebug() {
-		req.Op = ops[0]
-		a.audit(&req, d)
+		ev.Describe()
+		req.Op, req.Object, req.FS = ops[0], ev.Path, ev.FS
+		a.audit(&req, &ds[0])
 	}
 	return true, true
 }

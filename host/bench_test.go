@@ -170,3 +170,29 @@ func BenchmarkPluginCall(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDecideCachedOpen is the Linux agent's fast path for one open:
+// the read, write and code.load decisions of a system process for a file
+// in system space, each from the cache only (DecideCachedInto).
+func BenchmarkDecideCachedOpen(b *testing.B) {
+	e, _ := benchEngine(b)
+	svc := e.Exist(ctx, ProcessID{PID: 10, Start: 10}, "/usr/sbin/cron", abi.FSLocal)
+	req := &Request{Subject: svc.ID, DecideRequest: abi.DecideRequest{Object: "/usr/share/lineage-bench/data/file.txt"}}
+	ops := []abi.Op{abi.OpFileRead, abi.OpFileWrite, abi.OpCodeLoad}
+	var d Decision
+	for _, op := range ops {
+		req.Op = op
+		if err := e.DecideInto(ctx, req, &d); err != nil || d.Verdict != abi.Allow {
+			b.Fatalf("warm-up %v: %+v %v", op, d, err)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, op := range ops {
+			req.Op = op
+			if hit, err := e.DecideCachedInto(ctx, req, &d); err != nil || !hit {
+				b.Fatalf("%v: %+v %v", op, d, err)
+			}
+		}
+	}
+}

@@ -175,10 +175,7 @@ func TestDeadlineVerdictPerEvent(t *testing.T) {
 	for _, allow := range []bool{false, true} {
 		t.Run(map[bool]string{false: "deny", true: "allow"}[allow], func(t *testing.T) {
 			cfg := Config{Deadline: 50 * time.Millisecond, DeadlineAllow: !allow,
-				DeadlineVerdict: func(ev *Event) (bool, bool) { return allow, ev.Path != "" }}
-			// Fast is what describes the event on the reader: without it
-			// the verdict is chosen before the path is known.
-			cfg.Fast = func(*Event) (bool, bool) { return false, false }
+				DeadlineVerdict: func(ev *Event) (bool, bool) { return allow, ev.PID > 0 }}
 			dir, _ := guarded(t, cfg, func(ctx context.Context, ev *Event) bool {
 				<-ctx.Done() // never decides
 				return true
