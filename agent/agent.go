@@ -65,7 +65,14 @@ type Agent struct {
 	// mu. applied counts the tracker's events applied: when it equals
 	// the kernel's count of events submitted, every process event that
 	// happened before now is in the table.
-	pids    map[uint32]host.ProcessID
+	pids map[uint32]host.ProcessID
+	// pending holds execs applied to the pid map but not yet classified
+	// by the plugins; under pidsMu. Classifying is a plugin call (about
+	// 50 µs cold, on the reader in an exec storm), so it waits until
+	// something needs the zone: a decision for the process, a fork by it,
+	// another exec of it, or the tracking loop's next tick. A process
+	// that exits first is never classified.
+	pending map[uint32]pendingExec
 	applied atomic.Uint64
 	// trackMu serializes draining the tracker's ring buffer and applying
 	// its events, which the tracking loop does on a tick, a worker when a
@@ -112,7 +119,7 @@ func Start(ctx context.Context, eng *host.Engine, cfg Config) (a *Agent, err err
 		cfg.Log = hclog.NewNullLogger()
 	}
 	a = &Agent{cfg: cfg, eng: eng, log: cfg.Log, self: uint32(os.Getpid()), trackErr: make(chan error, 1),
-		pids: map[uint32]host.ProcessID{}, nudge: make(chan struct{}, 1)}
+		pids: map[uint32]host.ProcessID{}, pending: map[uint32]pendingExec{}, nudge: make(chan struct{}, 1)}
 	defer func() {
 		if err != nil {
 			a.Close()
@@ -213,6 +220,7 @@ func (a *Agent) track(ctx context.Context) {
 			}
 			return
 		}
+		a.resolveAll(ctx)
 		a.flushExpiredIgnores()
 		select {
 		case <-ctx.Done():
@@ -316,12 +324,21 @@ func (a *Agent) rebuild(ctx context.Context) error {
 	return nil
 }
 
+// pendingExec is an exec whose image is known and not yet classified.
+type pendingExec struct {
+	id  host.ProcessID
+	exe string
+	fs  abi.FSKind
+}
+
 // apply applies one tracker event; under a.mu.
 func (a *Agent) apply(ctx context.Context, ev proctrack.Event) {
 	id := host.ProcessID{PID: ev.PID, Start: ev.Start}
 	switch ev.Kind {
 	case proctrack.Fork:
 		a.count(func(s *Stats) { s.Forks++ })
+		// The child inherits what its creator is now: its own exec first.
+		a.resolve(ctx, ev.Creator)
 		a.setPid(id)
 		// Exact: it replaces what the rebuild or a decision's slow path
 		// guessed from /proc (a later exec event re-applies the image).
@@ -334,7 +351,9 @@ func (a *Agent) apply(ctx context.Context, ev proctrack.Event) {
 		}
 	case proctrack.Exec:
 		a.count(func(s *Stats) { s.Execs++ })
-		a.setPid(id)
+		// An earlier exec of the same process is this one's creator (an
+		// image replaced in place keeps its zone as creator).
+		a.resolve(ctx, ev.PID)
 		// The image the kernel loaded, carried in the event: right even if
 		// the process has exec'd again since. /proc only when the kernel
 		// could not walk the path.
@@ -345,9 +364,10 @@ func (a *Agent) apply(ctx context.Context, ev proctrack.Event) {
 			}
 			fs = fsKindOfPath(exe)
 		}
-		if _, err := a.eng.ExecInPlace(ctx, id, exe, fs); err != nil {
-			a.eng.Exist(ctx, id, exe, fs)
-		}
+		a.pidsMu.Lock()
+		a.pids[ev.PID] = id
+		a.pending[ev.PID] = pendingExec{id: id, exe: exe, fs: fs}
+		a.pidsMu.Unlock()
 	case proctrack.Exit:
 		a.count(func(s *Stats) { s.Exits++ })
 		a.eng.Exit(id) // the last thread exited
@@ -355,7 +375,49 @@ func (a *Agent) apply(ctx context.Context, ev proctrack.Event) {
 		if a.pids[ev.PID] == id {
 			delete(a.pids, ev.PID)
 		}
+		if a.pending[ev.PID].id == id {
+			delete(a.pending, ev.PID) // never needed
+		}
 		a.pidsMu.Unlock()
+	}
+}
+
+// resolve classifies pid's pending exec, if it has one; under a.mu.
+func (a *Agent) resolve(ctx context.Context, pid uint32) {
+	a.pidsMu.RLock()
+	p, ok := a.pending[pid]
+	a.pidsMu.RUnlock()
+	if !ok {
+		return
+	}
+	if _, err := a.eng.ExecInPlace(ctx, p.id, p.exe, p.fs); err != nil {
+		a.eng.Exist(ctx, p.id, p.exe, p.fs)
+	}
+	a.pidsMu.Lock()
+	if a.pending[pid] == p {
+		delete(a.pending, pid)
+	}
+	a.pidsMu.Unlock()
+}
+
+// resolveAll classifies every pending exec.
+func (a *Agent) resolveAll(ctx context.Context) {
+	a.pidsMu.RLock()
+	n := len(a.pending)
+	a.pidsMu.RUnlock()
+	if n == 0 {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.pidsMu.RLock()
+	pids := make([]uint32, 0, len(a.pending))
+	for pid := range a.pending {
+		pids = append(pids, pid)
+	}
+	a.pidsMu.RUnlock()
+	for _, pid := range pids {
+		a.resolve(ctx, pid)
 	}
 }
 
@@ -374,7 +436,12 @@ func (a *Agent) subject(ctx context.Context, pid int32) (host.ProcessID, bool) {
 	// event, so waiting until the ring buffer is drained and applied
 	// orders them.
 	if a.caughtUp(ctx) {
-		id, ok := a.pidOf(uint32(pid))
+		id, ok, pending := a.pidOf(uint32(pid))
+		if ok && pending {
+			a.mu.Lock()
+			a.resolve(ctx, uint32(pid))
+			a.mu.Unlock()
+		}
 		if ok && a.eng.Process(id) != nil {
 			return id, true
 		}
@@ -443,6 +510,7 @@ func (a *Agent) subjectFromProc(ctx context.Context, pid int32) (host.ProcessID,
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.resolve(ctx, uint32(pid)) // an exec the tracker reported first
 	a.setPid(id)
 	cur := a.eng.Process(id)
 	if cur == nil {
@@ -519,11 +587,20 @@ func (a *Agent) fast(ev *fanotify.Event) (allow, ok bool) {
 		a.wake()
 		return false, false
 	}
-	id, known := a.pidOf(uint32(ev.PID))
+	ctx := context.Background()
+	id, known, pending := a.pidOf(uint32(ev.PID))
 	if !known {
 		return false, false
 	}
-	ctx := context.Background()
+	if pending {
+		// Its exec is not classified yet: do it here if the table is free
+		// (a plugin call, bounded by the call deadline), else in a worker.
+		if !a.mu.TryLock() {
+			return false, false
+		}
+		a.resolve(ctx, uint32(ev.PID))
+		a.mu.Unlock()
+	}
 	var ds [3]host.Decision
 	ops := []abi.Op{abi.OpProcessExec}
 	if ev.Kind == fanotify.Open {
@@ -656,9 +733,9 @@ func (a *Agent) flushIgnoresLocked() error {
 // deadline: the failure verdict of the process's zone, when the table
 // holds the process; otherwise none (the configured deadline verdict).
 func (a *Agent) deadlineVerdict(ev *fanotify.Event) (allow, ok bool) {
-	id, known := a.pidOf(uint32(ev.PID))
-	if !known {
-		return false, false
+	id, known, pending := a.pidOf(uint32(ev.PID))
+	if !known || pending {
+		return false, false // its zone is not known (yet)
 	}
 	p := a.eng.Process(id)
 	if p == nil {
@@ -717,11 +794,14 @@ func (a *Agent) count(f func(*Stats)) {
 	a.statsMu.Unlock()
 }
 
-func (a *Agent) pidOf(pid uint32) (host.ProcessID, bool) {
+// pidOf returns the identity of the process with pid, and whether its
+// latest exec is still to be classified.
+func (a *Agent) pidOf(pid uint32) (id host.ProcessID, ok, pending bool) {
 	a.pidsMu.RLock()
 	defer a.pidsMu.RUnlock()
-	id, ok := a.pids[pid]
-	return id, ok
+	id, ok = a.pids[pid]
+	_, pending = a.pending[pid]
+	return id, ok, pending
 }
 
 func (a *Agent) setPid(id host.ProcessID) {

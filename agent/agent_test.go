@@ -68,6 +68,11 @@ func newWorld(t *testing.T) *world {
 	write(t, filepath.Join(dir, "sys/etc/config"), []byte("original\n"), 0o644)
 	w := &world{dir: dir}
 	w.launcher(t)
+	// A copy of the shell outside the guarded mount, in system space too.
+	if err := os.Mkdir(filepath.Join(w.ctl, "sys"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(w.ctl, "sys", "bash"), bin, 0o755)
 	return w
 }
 
@@ -83,7 +88,7 @@ func write(t *testing.T, path string, b []byte, mode os.FileMode) {
 func (w *world) engine(t *testing.T) *host.Engine {
 	t.Helper()
 	cfg, _ := json.Marshal(map[string]any{
-		"system_space":    []string{"/usr/", "/bin/", "/sbin/", "/lib/", "/lib64/", "/etc/", w.dir + "/sys/"},
+		"system_space":    []string{"/usr/", "/bin/", "/sbin/", "/lib/", "/lib64/", "/etc/", w.dir + "/sys/", w.ctl + "/sys/"},
 		"private_folders": []string{w.dir + "/home/*/.ssh/"},
 	})
 	ctx := context.Background()
@@ -225,6 +230,20 @@ func TestOriginScenarioRealProcesses(t *testing.T) {
 	}
 	if !strings.Contains(system["exec-user-space"], "operation not permitted") {
 		t.Errorf("system bash, exec-user-space: %q, want EPERM (zero-trust space)", system["exec-user-space"])
+	}
+	// A guarded app that replaces its image with a shell at once: the
+	// shell keeps the guarded zone (its creator is the process's own
+	// zone), which only holds if the first image was seen, however soon
+	// the second replaced it. The shell is a copy outside the guarded
+	// mount (system space all the same), so no permission event makes the
+	// agent look before it runs: only the exec events say what ran.
+	for _, target := range []string{"bash", filepath.Join(w.ctl, "sys", "bash")} {
+		inPlace := w.chain(t, "evince", "-exec", target)
+		for _, k := range []string{"exec-user-space", "write-system-space", "read-private", "load-user-library"} {
+			if !strings.Contains(inPlace[k], "operation not permitted") {
+				t.Errorf("evince exec'd in place into %s, %s: %q, want EPERM (all: %v)", target, k, inPlace[k], inPlace)
+			}
+		}
 	}
 	st := a.Stats()
 	t.Logf("agent: %+v; fanotify: %+v", st, a.Fanotify())

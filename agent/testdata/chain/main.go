@@ -7,7 +7,12 @@
 // meanwhile), the whole chain still running.
 //
 //	chain DIR        DIR/sys holds the copies; DIR/home/u the user's files
+//	chain -exec NAME|PATH [ARG...] DIR
 //	chain -serve CTL DIR
+//
+// With -exec it replaces its own image with DIR/sys/NAME at once (execve
+// without a new process): evince -exec bash is a guarded app that becomes
+// a shell in place, which must stay guarded.
 //
 // With -serve it is a launcher: for each line "NAME OUT [ARG...]" read
 // from the FIFO CTL/in it runs DIR/sys/NAME ARG... DIR with its output to
@@ -23,6 +28,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -35,6 +41,15 @@ func main() {
 	}
 	dir := os.Args[len(os.Args)-1]
 	me := filepath.Base(os.Args[0])
+	if len(os.Args) > 3 && os.Args[1] == "-exec" {
+		prog := os.Args[2]
+		if !filepath.IsAbs(prog) {
+			prog = filepath.Join(dir, "sys", prog)
+		}
+		err := syscall.Exec(prog, append([]string{prog}, os.Args[3:]...), os.Environ())
+		fmt.Printf("exec-%s %v\n", os.Args[2], err)
+		return
+	}
 	if n, ok := next[me]; ok {
 		cmd := exec.Command(filepath.Join(dir, "sys", n), os.Args[1:]...)
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
