@@ -97,3 +97,34 @@ func TestLoadNamesFile(t *testing.T) {
 		t.Fatal("missing file accepted")
 	}
 }
+
+func TestAgent(t *testing.T) {
+	s, err := Parse([]byte(`{"agent": {"marks": ["srv", "/home"], "filesystems": ["/"], "deadline": "250ms",
+	  "deadline_verdict": "allow", "queue_full_verdict": "allow", "queue": 64, "workers": 8, "ignore_marks": false}}`), "/etc/lineage")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := AgentSettings{Marks: []string{"/etc/lineage/srv", "/home"}, Filesystems: []string{"/"}, Deadline: 250 * time.Millisecond,
+		DeadlineAllow: true, QueueFullAllow: true, Queue: 64, Workers: 8, NoIgnoreMarks: true}
+	if got := s.Agent; got.Deadline != want.Deadline || got.DeadlineAllow != want.DeadlineAllow || got.QueueFullAllow != want.QueueFullAllow ||
+		got.Queue != want.Queue || got.Workers != want.Workers || got.NoIgnoreMarks != want.NoIgnoreMarks ||
+		strings.Join(got.Marks, ",") != strings.Join(want.Marks, ",") || strings.Join(got.Filesystems, ",") != strings.Join(want.Filesystems, ",") {
+		t.Fatalf("agent %+v, want %+v", got, want)
+	}
+	d, err := Parse([]byte(`{"agent": {"marks": ["/srv"]}}`), ".")
+	if err != nil || d.Agent.Deadline != 100*time.Millisecond || d.Agent.DeadlineAllow || d.Agent.NoIgnoreMarks {
+		t.Fatalf("defaults %+v, %v: want 100ms, deny, ignore marks on", d.Agent, err)
+	}
+	for _, tc := range []struct{ in, want string }{
+		{`{"agent": {"marks": [""]}}`, "key agent.marks[0]: empty path"},
+		{`{"agent": {"deadline": "20s"}}`, `key agent.deadline: "20s" is not a duration between 0 and 10s`},
+		{`{"agent": {"deadline_verdict": "maybe"}}`, `key agent.deadline_verdict: "maybe": want allow or deny`},
+		{`{"agent": {"workers": 1000}}`, "key agent.workers: 1000 is out of range"},
+		{`{"agent": {"ignore_marks": "no"}}`, "key agent.ignore_marks: want bool"},
+		{`{"agent": {"ignore_mark": true}}`, `unknown key "ignore_mark"`},
+	} {
+		if _, err := Parse([]byte(tc.in), "."); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want %q", tc.in, err, tc.want)
+		}
+	}
+}

@@ -11,6 +11,15 @@
 //
 // It imports neither host/ nor wazero: events go out as plain values and
 // verdicts come back as booleans.
+//
+// The process that runs a Listener must not start programs from a marked
+// mount. Go's os/exec forks with CLONE_VFORK, and the forking thread keeps
+// its scheduler slot until the child's execve returns; that execve waits
+// for this listener's answer, and a garbage collection that starts
+// meanwhile stops every other goroutine, the reader included, until the
+// slot is given back: a deadlock (seen in an experiment). The child also
+// holds a copy of the group's descriptor until its execve completes, so
+// killing the process does not release it either.
 package fanotify
 
 import (
