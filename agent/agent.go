@@ -80,16 +80,22 @@ type Agent struct {
 	// (catchUpInline). Lock order: trackMu, then mu.
 	trackMu sync.Mutex
 	nudge   chan struct{} // wakes the tracking loop
+	// stash is an event catchUpInline took from the ring but left for
+	// another goroutine because applying it calls a plugin; under
+	// trackMu, applied before anything else.
+	stash *proctrack.Event
 
 	// ignMu guards the ignore marks' bookkeeping: flushAt is when the
 	// first of them must go (0: none live), and ignoreOff is set when the
 	// kernel refused one (until the next flush).
-	ignMu     sync.Mutex
-	flushAt   time.Time
-	ignoreOff bool
+	ignMu      sync.Mutex
+	flushAt    time.Time
+	flushTimer *time.Timer // fires at flushAt, whatever the tracking loop is doing
+	ignoreOff  bool
 	// mu serializes changes to the engine's process table (the tracker's
 	// events, the rebuild and the slow path of subject), which may call
-	// plugins and read /proc; the fanotify reader never takes it. pidsMu
+	// plugins and read /proc; the fanotify reader only ever tries it
+	// (catchUpInline), and then calls no plugin. pidsMu
 	// and statsMu guard only their maps and counters.
 	mu       sync.Mutex
 	pidsMu   sync.RWMutex
@@ -194,6 +200,11 @@ func (a *Agent) Fanotify() fanotify.Stats { return a.fan.Stats() }
 // Close releases the marks (every pending event is allowed by the kernel
 // when the group closes) and the eBPF programs.
 func (a *Agent) Close() error {
+	a.ignMu.Lock()
+	if a.flushTimer != nil {
+		a.flushTimer.Stop()
+	}
+	a.ignMu.Unlock()
 	var errs []error
 	if a.fan != nil {
 		errs = append(errs, a.fan.Close())
@@ -221,7 +232,6 @@ func (a *Agent) track(ctx context.Context) {
 			return
 		}
 		a.resolveAll(ctx)
-		a.flushExpiredIgnores()
 		select {
 		case <-ctx.Done():
 			return
@@ -235,6 +245,13 @@ func (a *Agent) track(ctx context.Context) {
 func (a *Agent) catchUp(ctx context.Context) error {
 	a.trackMu.Lock()
 	defer a.trackMu.Unlock()
+	if ev := a.stash; ev != nil {
+		a.stash = nil
+		a.mu.Lock()
+		a.apply(ctx, *ev)
+		a.mu.Unlock()
+		a.applied.Add(1)
+	}
 	_, err := a.tracker.Drain(func(ev proctrack.Event) bool {
 		a.mu.Lock()
 		a.apply(ctx, ev)
@@ -251,17 +268,18 @@ const (
 	inlineTime   = time.Millisecond
 )
 
-// catchUpInline is catchUp on the fanotify reader, which must not wait:
-// it gives up at once if anyone else holds the table, and after
-// inlineEvents events or inlineTime (an exec is classified by the
-// plugins, each call bounded by the engine's call deadline). It reports
+// catchUpInline is catchUp on the fanotify reader, which must neither wait
+// nor call plugins (the event's deadline has not started): it gives up at
+// once if anyone else holds the table, after inlineEvents events or
+// inlineTime, and at the first event whose application would call a
+// plugin, which it stashes for the tracking loop or a worker. It reports
 // whether the ring was drained.
 func (a *Agent) catchUpInline(ctx context.Context) bool {
 	if !a.trackMu.TryLock() {
 		return false
 	}
 	defer a.trackMu.Unlock()
-	if !a.mu.TryLock() {
+	if a.stash != nil || !a.mu.TryLock() {
 		return false
 	}
 	defer a.mu.Unlock()
@@ -269,6 +287,10 @@ func (a *Agent) catchUpInline(ctx context.Context) bool {
 	stop := time.Now().Add(inlineTime)
 	n := 0
 	_, err := a.tracker.Drain(func(ev proctrack.Event) bool {
+		if a.needsPlugin(ev) {
+			a.stash, drained = &ev, false
+			return false
+		}
 		a.apply(ctx, ev)
 		a.applied.Add(1)
 		n++
@@ -324,6 +346,10 @@ func (a *Agent) rebuild(ctx context.Context) error {
 	return nil
 }
 
+// unknownImage names an executable whose path could not be read: no
+// policy finds it in system space or on a list.
+const unknownImage = "[unreadable executable]"
+
 // pendingExec is an exec whose image is known and not yet classified.
 type pendingExec struct {
 	id  host.ProcessID
@@ -359,10 +385,14 @@ func (a *Agent) apply(ctx context.Context, ev proctrack.Event) {
 		// could not walk the path.
 		exe, fs := ev.Path, fanotify.FSKindOf(int64(ev.Magic))
 		if exe == "" {
-			if exe = exeOf(ev.PID); exe == "" {
-				return // gone already
+			if exe = exeOf(ev.PID); exe != "" {
+				fs = fsKindOfPath(exe)
+			} else {
+				// Neither the kernel's walk nor /proc gave a path (gone
+				// already, or a path too long to read): the image is
+				// unknown, which is not the image it had.
+				exe, fs = unknownImage, abi.FSLocal
 			}
-			fs = fsKindOfPath(exe)
 		}
 		a.pidsMu.Lock()
 		a.pids[ev.PID] = id
@@ -380,6 +410,26 @@ func (a *Agent) apply(ctx context.Context, ev proctrack.Event) {
 		}
 		a.pidsMu.Unlock()
 	}
+}
+
+// needsPlugin reports whether applying ev would call a plugin: a fork by a
+// process whose exec is not classified yet, or by one the table does not
+// hold (classified from scratch), or a second exec before the first is
+// classified. Under a.mu.
+func (a *Agent) needsPlugin(ev proctrack.Event) bool {
+	a.pidsMu.RLock()
+	defer a.pidsMu.RUnlock()
+	switch ev.Kind {
+	case proctrack.Fork:
+		if _, ok := a.pending[ev.Creator]; ok {
+			return true
+		}
+		return a.eng.Process(host.ProcessID{PID: ev.Creator, Start: ev.CreatorStart}) == nil
+	case proctrack.Exec:
+		_, ok := a.pending[ev.PID]
+		return ok
+	}
+	return false
 }
 
 // resolve classifies pid's pending exec, if it has one; under a.mu.
@@ -574,9 +624,10 @@ func (a *Agent) decide(ctx context.Context, ev *fanotify.Event) bool {
 }
 
 // fast answers an event on the listener's reader when everything it needs
-// is at hand: the tracker caught up (checked once, without waiting), the
-// process in the pid map, and cached allow decisions that agree whatever
-// the open turns out to be. Anything else (a miss, a denial, which is
+// is at hand, without waiting and without calling a plugin: the tracker
+// caught up (draining the ring here when that needs no plugin), the
+// process in the pid map and classified, and cached allow decisions that
+// agree whatever the open turns out to be. Anything else (a miss, a denial, which is
 // audited with its exact op) goes to the workers and decide.
 func (a *Agent) fast(ev *fanotify.Event) (allow, ok bool) {
 	if !a.upToDate() && !(ev.Behind == 0 && a.catchUpInline(context.Background()) && a.upToDate()) {
@@ -593,13 +644,10 @@ func (a *Agent) fast(ev *fanotify.Event) (allow, ok bool) {
 		return false, false
 	}
 	if pending {
-		// Its exec is not classified yet: do it here if the table is free
-		// (a plugin call, bounded by the call deadline), else in a worker.
-		if !a.mu.TryLock() {
-			return false, false
-		}
-		a.resolve(ctx, uint32(ev.PID))
-		a.mu.Unlock()
+		// Its exec is not classified yet: a plugin call, which a worker
+		// makes (the reader calls no plugin).
+		a.wake()
+		return false, false
 	}
 	var ds [3]host.Decision
 	ops := []abi.Op{abi.OpProcessExec}
@@ -689,15 +737,32 @@ func (a *Agent) maybeIgnore(ev *fanotify.Event, ds []host.Decision) {
 	}
 	if err := ev.Ignore(); err != nil {
 		// Out of marks (fs.fanotify.max_user_marks), most likely: stop
-		// until the next flush; events keep being decided as before.
+		// until the next flush, in a minute at the latest; events keep
+		// being decided as before.
 		a.ignoreOff = true
 		a.log.Warn("no more ignore marks until the next flush", "error", err)
+		until = time.Now().Add(time.Minute)
+		if a.flushAt.IsZero() || until.Before(a.flushAt) {
+			a.scheduleFlush(until)
+		}
 		return
 	}
 	if a.flushAt.IsZero() || until.Before(a.flushAt) {
-		a.flushAt = until
+		a.scheduleFlush(until)
 	}
 	a.count(func(s *Stats) { s.Ignored++ })
+}
+
+// scheduleFlush moves the next flush to t; under ignMu. A timer of its own
+// runs it, so a busy tracking loop cannot make a mark outlive its answer.
+func (a *Agent) scheduleFlush(t time.Time) {
+	a.flushAt = t
+	d := time.Until(t)
+	if a.flushTimer == nil {
+		a.flushTimer = time.AfterFunc(d, a.flushExpiredIgnores)
+		return
+	}
+	a.flushTimer.Reset(d)
 }
 
 // flushExpiredIgnores removes every ignore mark once the first of them is
@@ -706,10 +771,18 @@ func (a *Agent) maybeIgnore(ev *fanotify.Event, ds []host.Decision) {
 func (a *Agent) flushExpiredIgnores() {
 	a.ignMu.Lock()
 	defer a.ignMu.Unlock()
-	if a.flushAt.IsZero() || time.Now().Before(a.flushAt) {
+	if a.flushAt.IsZero() {
 		return
 	}
-	a.flushIgnoresLocked()
+	if d := time.Until(a.flushAt); d > 0 {
+		a.flushTimer.Reset(d) // rescheduled after a flush while this waited for ignMu
+		return
+	}
+	if err := a.flushIgnoresLocked(); err != nil && !errors.Is(err, os.ErrClosed) {
+		// Closing the group instead would allow everything; retry.
+		a.log.Error("flushing ignore marks failed; retrying in a second", "error", err)
+		a.flushTimer.Reset(time.Second)
+	}
 }
 
 // FlushIgnores removes every ignore mark now. A change of the plugin set
@@ -725,6 +798,9 @@ func (a *Agent) flushIgnoresLocked() error {
 		return err
 	}
 	a.flushAt, a.ignoreOff = time.Time{}, false
+	if a.flushTimer != nil {
+		a.flushTimer.Stop()
+	}
 	a.count(func(s *Stats) { s.IgnoreFlushes++ })
 	return nil
 }
@@ -733,6 +809,9 @@ func (a *Agent) flushIgnoresLocked() error {
 // deadline: the failure verdict of the process's zone, when the table
 // holds the process; otherwise none (the configured deadline verdict).
 func (a *Agent) deadlineVerdict(ev *fanotify.Event) (allow, ok bool) {
+	if !a.upToDate() {
+		return false, false // the pid map may be behind: an old zone is no basis
+	}
 	id, known, pending := a.pidOf(uint32(ev.PID))
 	if !known || pending {
 		return false, false // its zone is not known (yet)

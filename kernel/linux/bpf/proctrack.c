@@ -120,6 +120,14 @@ struct {
 	__uint(max_entries, RING_SIZE);
 } events SEC(".maps");
 
+// scratch is where on_exec builds its record.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct exec_event);
+} scratch SEC(".maps");
+
 // seq[0] counts events submitted to the ring buffer, seq[1] events the
 // ring buffer had no room for. User space compares seq[0] with the events
 // it has applied: equal means every process event that happened so far is
@@ -151,22 +159,31 @@ static __always_inline void fill(struct event *e, __u32 kind, __u32 pid, __u64 s
 	e->creator_start = creator_start;
 }
 
-static __always_inline void submit(void *e)
+// count counts an event before it becomes visible, so user space may wait
+// for an event it cannot read yet, never read one it has not counted.
+static __always_inline void count(void)
 {
-	// Counted before it is visible, so user space may wait for an event
-	// it cannot read yet, never read one it has not counted.
 	__u32 zero = 0;
 	__u64 *n = bpf_map_lookup_elem(&seq, &zero);
 	if (n)
 		__sync_fetch_and_add(n, 1);
-	// No wake-up per event: user space drains the ring on its own clock
-	// and whenever a decision needs the table current (it compares seq[0]
-	// with what it applied), so a process storm costs no wake-up per fork,
-	// exec and exit. A ring filling up wakes the reader at once.
-	__u64 flags = BPF_RB_NO_WAKEUP;
+}
+
+// wake_flags: no wake-up per event. User space drains the ring on its own
+// clock and whenever a decision needs the table current (it compares
+// seq[0] with what it applied), so a process storm costs no wake-up per
+// fork, exec and exit. A ring filling up wakes the reader at once.
+static __always_inline __u64 wake_flags(void)
+{
 	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= WAKE_AT)
-		flags = BPF_RB_FORCE_WAKEUP;
-	bpf_ringbuf_submit(e, flags);
+		return BPF_RB_FORCE_WAKEUP;
+	return BPF_RB_NO_WAKEUP;
+}
+
+static __always_inline void submit(void *e)
+{
+	count();
+	bpf_ringbuf_submit(e, wake_flags());
 }
 
 static __always_inline void emit(__u32 kind, __u32 pid, __u64 start, __u32 creator, __u64 creator_start)
@@ -199,8 +216,12 @@ static long walk_step(__u64 i, void *arg)
 	struct mount *m = w->m;
 	struct dentry *root = BPF_CORE_READ(m, mnt.mnt_root);
 	struct dentry *parent = BPF_CORE_READ(d, d_parent);
+	if (!root || !parent)
+		return 1; // a read failed: no path (done stays 0)
 	if (d == root) {
 		struct mount *up = BPF_CORE_READ(m, mnt_parent);
+		if (!up)
+			return 1;
 		if (up == m) {
 			w->done = 1; // the root of the mount tree
 			return 1;
@@ -248,7 +269,11 @@ int on_exec(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct task_struct *p = (struct task_struct *)ctx->args[0];
 	struct linux_binprm *bprm = (struct linux_binprm *)ctx->args[2];
-	struct exec_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	// Built in a per-CPU scratch record and copied into the ring at its
+	// real length (48 bytes and the path), so the ring holds tens of
+	// thousands of execs rather than the ~950 full-size records would.
+	__u32 zero = 0;
+	struct exec_event *e = bpf_map_lookup_elem(&scratch, &zero);
 	if (!e) {
 		lost();
 		return 0;
@@ -256,7 +281,6 @@ int on_exec(struct bpf_raw_tracepoint_args *ctx)
 	fill(&e->h, KIND_EXEC, BPF_CORE_READ(p, tgid), BPF_CORE_READ(p, start_boottime), 0, 0);
 	e->names_len = 0;
 	e->flags = 1;
-	e->magic = 0;
 
 	struct file *f = BPF_CORE_READ(bprm, file);
 	struct vfsmount *vfs = BPF_CORE_READ(f, f_path.mnt);
@@ -266,12 +290,18 @@ int on_exec(struct bpf_raw_tracepoint_args *ctx)
 		.d = BPF_CORE_READ(f, f_path.dentry),
 		.m = (struct mount *)((void *)vfs - bpf_core_field_offset(struct mount, mnt)),
 	};
-	bpf_loop(MAX_DEPTH, walk_step, &w, 0);
-	if (w.done && w.off < NAMES) {
+	if (f && vfs && w.d)
+		bpf_loop(MAX_DEPTH, walk_step, &w, 0);
+	// A path of no components (the file is its mount tree's root, which
+	// no executable is) is no path either.
+	if (w.done && w.off > 0 && w.off < NAMES) {
 		e->names_len = w.off;
 		e->flags = 0;
 	}
-	submit(e);
+	__u64 size = sizeof(*e) - sizeof(e->names) + (e->names_len & (NAMES - 1));
+	count();
+	if (bpf_ringbuf_output(&events, e, size, wake_flags()) != 0)
+		lost();
 	return 0;
 }
 

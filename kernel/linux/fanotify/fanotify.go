@@ -105,9 +105,10 @@ func (ev *Event) Ignore() error {
 	if l.closed {
 		return os.ErrClosed
 	}
-	// The event's own descriptor names the inode (pathname NULL), so a
-	// rename since the event cannot redirect the mark.
-	if err := fanotifyMarkFd(l.fd, unix.FAN_MARK_ADD|unix.FAN_MARK_IGNORED_MASK, mask, ev.fd); err != nil {
+	// The event's own descriptor names the inode (an empty pathname is
+	// passed as NULL), so a rename since the event cannot redirect the
+	// mark.
+	if err := unix.FanotifyMark(l.fd, unix.FAN_MARK_ADD|unix.FAN_MARK_IGNORED_MASK, mask, ev.fd, ""); err != nil {
 		return fmt.Errorf("fanotify_mark (ignore): %w", err)
 	}
 	l.stats.ignored.Add(1)
@@ -131,16 +132,6 @@ func (l *Listener) FlushIgnores() error {
 		return fmt.Errorf("fanotify_mark (doorbell, after a flush): %w", err)
 	}
 	l.stats.flushes.Add(1)
-	return nil
-}
-
-// fanotifyMarkFd is fanotify_mark(2) on the object fd names: pathname
-// NULL, which x/sys/unix's wrapper cannot pass.
-func fanotifyMarkFd(group int, flags uint, mask uint64, fd int) error {
-	_, _, errno := unix.Syscall6(unix.SYS_FANOTIFY_MARK, uintptr(group), uintptr(flags), uintptr(mask), uintptr(fd), 0, 0)
-	if errno != 0 {
-		return errno
-	}
 	return nil
 }
 
@@ -221,7 +212,7 @@ type Stats struct {
 // Listener is one fanotify permission group.
 type Listener struct {
 	cfg   Config
-	fd    int // the group's descriptor, non-blocking
+	fd    int // the group's descriptor (blocking reads)
 	bell  int // a memfd the group watches for FAN_MODIFY: Close writes to it to wake a blocked read
 	fdDir int // /proc/self/fd, for reading events' paths without walking to it each time
 	self  int32
@@ -235,7 +226,7 @@ type Listener struct {
 	wmu       sync.Mutex             // serializes responses with each other and with Close
 	closed    bool                   // under wmu: no more responses (the group is closed, or about to be)
 	running   bool                   // under wmu: Run is running (its workers may still describe events)
-	inSys     bool                   // under wmu: the reader is in poll or read on fd, so fd stays open until it returns
+	inSys     bool                   // under wmu: the reader is in read on fd, so fd stays open until it returns
 	fdClosed  bool                   // under wmu: fd is closed (its number may be reused)
 	closeErr  error
 	lastPath  atomic.Pointer[string] // pathOf's last answer
@@ -249,6 +240,11 @@ type Listener struct {
 
 // pending is an event waiting for its answer.
 type pending struct {
+	// refs counts who still needs fd: the response and, for a queued
+	// event, the worker's handler. The last one closes it, so a deadline
+	// answer does not close the descriptor under a handler still using
+	// it (its number would be reused by the next event at once).
+	refs          atomic.Int32
 	ev            Event
 	fd            int // the event's descriptor
 	answered      atomic.Bool
@@ -463,6 +459,11 @@ func (l *Listener) read(buf []byte) (int, error) {
 	defer l.wmu.Unlock()
 	l.inSys = false
 	if l.closed {
+		// Events read in the same call as the close: the kernel allows
+		// them when the group goes; their descriptors are ours to close.
+		if err == nil {
+			closeEventFDs(buf[:n])
+		}
 		l.closeFD()
 		return 0, os.ErrClosed
 	}
@@ -584,6 +585,7 @@ func (l *Listener) dispatch(b []byte) {
 			}
 		}
 		p := &pending{fd: fd, ev: *ev, deadlineAllow: l.cfg.DeadlineAllow}
+		p.refs.Store(2) // the response, and the worker
 		p.ev.Behind = 0
 		if l.cfg.DeadlineVerdict != nil {
 			if allow, ok := l.cfg.DeadlineVerdict(ev); ok {
@@ -597,7 +599,23 @@ func (l *Listener) dispatch(b []byte) {
 		default:
 			l.answer(p, l.cfg.QueueFullAllow, &l.stats.queueFull)
 			p.timer.Stop()
+			l.release(p) // no worker will have it
 		}
+	}
+}
+
+// closeEventFDs closes the descriptors of the events in b, unanswered.
+func closeEventFDs(b []byte) {
+	const metaLen = int(unsafe.Sizeof(unix.FanotifyEventMetadata{}))
+	for len(b) >= metaLen {
+		n := int(binary.NativeEndian.Uint32(b[0:]))
+		if fd := int32(binary.NativeEndian.Uint32(b[16:])); fd >= 0 {
+			unix.Close(int(fd))
+		}
+		if n < metaLen || n > len(b) {
+			return
+		}
+		b = b[n:]
 	}
 }
 
@@ -614,20 +632,36 @@ func (l *Listener) work(ctx context.Context, h Handler) {
 		select {
 		case <-ctx.Done():
 			// Events left in the queue are answered by the deadline
-			// timers, or by the kernel when the group closes.
-			return
-		case p := <-l.queue:
-			if p.answered.Load() {
-				continue // the deadline passed while it waited
+			// timers, or by the kernel when the group closes; a worker
+			// releases the descriptors it will never use.
+			for {
+				select {
+				case p := <-l.queue:
+					l.release(p)
+				default:
+					return
+				}
 			}
-			l.describe(p)
-			allow := h(ctx, &p.ev)
-			l.answer(p, allow, nil)
-			// The timer was set before the event was queued, so reading
-			// it here is ordered after that; if it fired meanwhile, its
-			// answer came first and this one was dropped.
-			p.timer.Stop()
+		case p := <-l.queue:
+			if !p.answered.Load() { // else the deadline passed while it waited
+				l.describe(p)
+				allow := h(ctx, &p.ev)
+				l.answer(p, allow, nil)
+				// The timer was set before the event was queued, so
+				// reading it here is ordered after that; if it fired
+				// meanwhile, its answer came first and this one was
+				// dropped.
+				p.timer.Stop()
+			}
+			l.release(p)
 		}
+	}
+}
+
+// release drops one reference to p's descriptor, closing it with the last.
+func (l *Listener) release(p *pending) {
+	if p.refs.Add(-1) == 0 {
+		unix.Close(p.fd)
 	}
 }
 
@@ -637,13 +671,20 @@ func (l *Listener) answer(p *pending, allow bool, extra *atomic.Uint64) {
 	if !p.answered.CompareAndSwap(false, true) {
 		return
 	}
-	l.respond(p.fd, allow, extra)
+	l.write(p.fd, allow, extra)
+	l.release(p)
 }
 
-// respond writes the verdict for the event with descriptor fd, counts it
-// (and in extra, if given) and closes fd. Each event is responded to
-// once: by the reader, or through answer.
+// respond answers an event the reader holds alone and closes fd.
 func (l *Listener) respond(fd int, allow bool, extra *atomic.Uint64) {
+	l.write(fd, allow, extra)
+	unix.Close(fd)
+}
+
+// write writes the verdict for the event with descriptor fd and counts it
+// (and in extra, if given). Each event is answered once: by the reader, or
+// through answer.
+func (l *Listener) write(fd int, allow bool, extra *atomic.Uint64) {
 	resp := uint32(unix.FAN_DENY)
 	if allow {
 		resp = unix.FAN_ALLOW
@@ -658,13 +699,13 @@ func (l *Listener) respond(fd int, allow bool, extra *atomic.Uint64) {
 	binary.NativeEndian.PutUint32(b[0:], uint32(fd))
 	binary.NativeEndian.PutUint32(b[4:], resp)
 	l.wmu.Lock()
-	// Once the group is closed the kernel has allowed the event already,
-	// and l.fd may name another file by now: write nothing.
+	// Once Close has run, the kernel allows the event when the group's
+	// last reference goes (at once, or when the reader returns from
+	// read), and l.fd may name another file by then: write nothing.
 	if !l.closed {
 		unix.Write(l.fd, b[:])
 	}
 	l.wmu.Unlock()
-	unix.Close(fd)
 }
 
 // Close closes the group: the kernel allows every event not yet answered,

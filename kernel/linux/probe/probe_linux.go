@@ -10,6 +10,7 @@ import (
 	"unsafe"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/rlimit"
@@ -54,7 +55,8 @@ func fanotifyPerm() Result {
 }
 
 // processTracking checks what kernel/linux/proctrack needs: raw
-// tracepoint programs, BPF ring buffers and the kernel's BTF (for CO-RE).
+// tracepoint programs, BPF ring buffers, the bpf_loop helper (the exec
+// path walk) and the kernel's BTF (for CO-RE).
 func processTracking() Result {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return Result{ProcessTracking, Inconclusive, "lifting the memlock limit: " + err.Error()}
@@ -66,6 +68,7 @@ func processTracking() Result {
 	}{
 		{"raw tracepoint programs", features.HaveProgramType(ebpf.RawTracepoint)},
 		{"BPF ring buffers (Linux 5.8)", features.HaveMapType(ebpf.RingBuf)},
+		{"the bpf_loop helper (Linux 5.17)", features.HaveProgramHelper(ebpf.RawTracepoint, asm.FnLoop)},
 	} {
 		switch {
 		case c.err == nil:
@@ -83,7 +86,7 @@ func processTracking() Result {
 	if len(missing) > 0 {
 		return Result{ProcessTracking, NotSupported, "the kernel lacks " + strings.Join(missing, ", ")}
 	}
-	return Result{ProcessTracking, Available, "raw tracepoints sched_process_fork/exec/exit, ring buffer, BTF"}
+	return Result{ProcessTracking, Available, "raw tracepoints sched_process_fork/exec/exit, ring buffer, bpf_loop, BTF"}
 }
 
 // cgroupDirs are where a cgroup v2 hierarchy is usually mounted, the

@@ -93,7 +93,7 @@ type Tracker struct {
 
 // Start loads the programs, attaches them and starts collecting events.
 // It needs root (CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN) and a kernel
-// with BTF and BPF ring buffers (Linux 5.8 or later).
+// with BTF, BPF ring buffers and bpf_loop (Linux 5.17 or later).
 func Start() (_ *Tracker, err error) {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("lifting the memlock limit for eBPF maps: %w", err)
@@ -134,9 +134,10 @@ func Start() (_ *Tracker, err error) {
 // fork, exec and exit was most of what tracking cost a process storm
 // (about 200 µs per fork+exec on a 2-core VM). User space drains the ring
 // on its own clock (a tick is enough: the 4 MiB ring holds about 100,000
-// events) and whenever a decision needs the table current, which it can
-// tell by comparing Submitted with what it has applied. A ring a quarter
-// full wakes a Read at once.
+// forks or exits, or some 25,000 execs with their paths) and whenever a
+// decision needs the table current, which it can tell by comparing
+// Submitted with what it has applied. A ring a quarter full wakes a Read
+// at once (the agent drains on its tick instead).
 
 // Drain hands every event waiting in the ring buffer to f, in order,
 // without waiting, until f returns false (that event counts as handed
@@ -170,7 +171,7 @@ func (t *Tracker) drain(f func(Event) bool) (int, error) {
 		}
 		ev, ok := decode(t.rec.RawSample)
 		if !ok {
-			continue // not ours: the programs always write 32 bytes
+			continue // not ours: every record is at least 32 bytes
 		}
 		n++
 		if !f(ev) {
@@ -238,9 +239,9 @@ func decode(b []byte) (Event, bool) {
 	if ev.Kind == Exec && len(b) >= 48 {
 		// struct exec_event: magic, names_len, flags, names.
 		ev.Magic = binary.NativeEndian.Uint64(b[32:])
-		n := int(binary.NativeEndian.Uint32(b[40:]))
+		n := uint64(binary.NativeEndian.Uint32(b[40:]))
 		flags := binary.NativeEndian.Uint32(b[44:])
-		if flags&1 == 0 && n <= len(b)-48 {
+		if flags&1 == 0 && n > 0 && n <= uint64(len(b)-48) {
 			ev.Path = joinNames(b[48 : 48+n])
 		}
 	}
@@ -260,7 +261,7 @@ func joinNames(b []byte) string {
 		b = b[i+1:]
 	}
 	if len(names) == 0 {
-		return "/"
+		return ""
 	}
 	var p []byte
 	for i := len(names) - 1; i >= 0; i-- {
@@ -274,8 +275,9 @@ func joinNames(b []byte) string {
 // was full (user space fell behind): the table may then be stale.
 func (t *Tracker) Lost() (uint64, error) { return t.counter(1) }
 
-// Close detaches the programs and releases the maps; a Read in progress
-// returns ErrClosed. It is safe to call more than once.
+// Close detaches the programs and releases the maps, once a Read or Drain
+// in progress has returned (a Read waits at most 5 ms); later calls return
+// ErrClosed. It is safe to call more than once.
 func (t *Tracker) Close() error {
 	t.closeOnce.Do(func() {
 		t.use.Lock()
@@ -283,7 +285,7 @@ func (t *Tracker) Close() error {
 		t.closed = true
 		var errs []error
 		if t.rd != nil {
-			errs = append(errs, t.rd.Close()) // interrupts a Read in progress
+			errs = append(errs, t.rd.Close()) // no Read or Drain runs: Close holds use
 		}
 		for _, l := range t.links {
 			errs = append(errs, l.Close())

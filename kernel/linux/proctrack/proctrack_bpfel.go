@@ -37,6 +37,7 @@ type proctrackExecEvent struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	proctrackMapEvents          = "events"
+	proctrackMapScratch         = "scratch"
 	proctrackMapSeq             = "seq"
 	proctrackProgOnExec         = "on_exec"
 	proctrackProgOnExit         = "on_exit"
@@ -96,8 +97,9 @@ type proctrackProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type proctrackMapSpecs struct {
-	Events *ebpf.MapSpec `ebpf:"events"`
-	Seq    *ebpf.MapSpec `ebpf:"seq"`
+	Events  *ebpf.MapSpec `ebpf:"events"`
+	Scratch *ebpf.MapSpec `ebpf:"scratch"`
+	Seq     *ebpf.MapSpec `ebpf:"seq"`
 }
 
 // proctrackVariableSpecs contains global variables before they are loaded into the kernel.
@@ -128,13 +130,15 @@ func (o *proctrackObjects) Close() error {
 //
 // It can be passed to loadProctrackObjects or ebpf.CollectionSpec.LoadAndAssign.
 type proctrackMaps struct {
-	Events *ebpf.Map `ebpf:"events"`
-	Seq    *ebpf.Map `ebpf:"seq"`
+	Events  *ebpf.Map `ebpf:"events"`
+	Scratch *ebpf.Map `ebpf:"scratch"`
+	Seq     *ebpf.Map `ebpf:"seq"`
 }
 
 func (m *proctrackMaps) Close() error {
 	return _ProctrackClose(
 		m.Events,
+		m.Scratch,
 		m.Seq,
 	)
 }

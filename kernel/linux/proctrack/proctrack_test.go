@@ -3,6 +3,7 @@
 package proctrack
 
 import (
+	"encoding/binary"
 	"fmt"
 	"os"
 	"os/exec"
@@ -293,5 +294,41 @@ func TestDrainAndCloseWhileDraining(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Drain kept running after Close")
+	}
+}
+
+// decode takes what the kernel writes, and nothing it does not: a cut or
+// malformed exec record gives no path (the agent reads /proc then), never
+// a wrong one or a panic.
+func TestDecode(t *testing.T) {
+	rec := func(kind uint32, magic uint64, n, flags uint32, names string) []byte {
+		b := make([]byte, 48+len(names))
+		binary.NativeEndian.PutUint32(b[0:], kind)
+		binary.NativeEndian.PutUint32(b[4:], 42)
+		binary.NativeEndian.PutUint64(b[32:], magic)
+		binary.NativeEndian.PutUint32(b[40:], n)
+		binary.NativeEndian.PutUint32(b[44:], flags)
+		copy(b[48:], names)
+		return b
+	}
+	for _, tc := range []struct {
+		name string
+		b    []byte
+		path string
+		ok   bool
+	}{
+		{"exec", rec(2, 0x1021994, 13, 0, "true\x00bin\x00usr\x00"), "/usr/bin/true", true},
+		{"walk stopped", rec(2, 0, 13, 1, "true\x00bin\x00usr\x00"), "", true},
+		{"no components", rec(2, 0, 0, 0, ""), "", true},
+		{"length past the record", rec(2, 0, 99, 0, "true\x00"), "", true},
+		{"length near 2^32", rec(2, 0, 0xffffffff, 0, "true\x00"), "", true},
+		{"last name unterminated", rec(2, 0, 8, 0, "true\x00bin"), "", true},
+		{"short exec record", rec(2, 0, 0, 0, "")[:40], "", true},
+		{"too short", make([]byte, 31), "", false},
+	} {
+		ev, ok := decode(tc.b)
+		if ok != tc.ok || ev.Path != tc.path {
+			t.Errorf("%s: %+v %v, want path %q ok %v", tc.name, ev, ok, tc.path, tc.ok)
+		}
 	}
 }
