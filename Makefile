@@ -8,6 +8,8 @@ PLUGIN_OUT  ?= $(BUILD)/plugins
 WASM_FLAGS  := -buildmode=c-shared -trimpath -ldflags=-buildid=
 ANNOTATE    := $(GO) run ./sdk/go/cmd/lineage-annotate
 SCENARIO    ?= testdata/scenarios/origin.jsonl
+ROUNDS      ?= 5
+PIN         ?=
 
 .PHONY: all host plugins embed demo test bench fuzz conformance corpus generate e2e bench-kernel clean
 
@@ -54,7 +56,7 @@ bench-kernel:
 	GOOS=wasip1 GOARCH=wasm $(GO) build $(WASM_FLAGS) -o $(PLUGIN_OUT)/openall.wasm ./agent/testdata/openall
 	$(ANNOTATE) -name openall -version 1 -vendor "Lineage tests" -entry classify,decide -ops all $(PLUGIN_OUT)/openall.wasm
 	$(GO) build -o $(BUILD)/bench-kernel ./bench/kernel
-	$(BUILD)/bench-kernel -openall $(PLUGIN_OUT)/openall.wasm
+	$(BUILD)/bench-kernel -rounds $(ROUNDS) $(if $(PIN),-pin $(PIN)) -openall $(PLUGIN_OUT)/openall.wasm
 
 # Rebuild the broken-plugin corpus (needs wat2wasm, Debian package wabt).
 corpus:

@@ -76,7 +76,7 @@ func newWorld(t *testing.T) *world {
 	return w
 }
 
-func write(t *testing.T, path string, b []byte, mode os.FileMode) {
+func write(t testing.TB, path string, b []byte, mode os.FileMode) {
 	t.Helper()
 	if err := os.WriteFile(path, b, mode); err != nil {
 		t.Fatal(err)
@@ -110,7 +110,7 @@ func (w *world) engine(t *testing.T) *host.Engine {
 	return e
 }
 
-func (w *world) agent(t *testing.T, e *host.Engine) *Agent {
+func (w *world) agent(t testing.TB, e *host.Engine) *Agent {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := Start(ctx, e, Config{Marks: []string{w.dir}, Deadline: 2 * time.Second})

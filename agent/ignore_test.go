@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 	"lineage.dev/lineage/abi"
 	"lineage.dev/lineage/host"
 	"lineage.dev/lineage/internal/privtest"
+	"lineage.dev/lineage/kernel/linux/fanotify"
 	"lineage.dev/lineage/plugins/builtin"
 )
 
@@ -46,7 +49,7 @@ func openall(t *testing.T) []byte {
 
 // ignoreWorld is a tmpfs made for the test with a data file and a program,
 // and an agent guarding it over an engine with the given plugin.
-func ignoreWorld(t *testing.T, name string, wasm, cfg []byte) (dir string, a *Agent) {
+func ignoreWorld(t testing.TB, name string, wasm, cfg []byte) (dir string, a *Agent) {
 	t.Helper()
 	privtest.Require(t)
 	dir = t.TempDir()
@@ -174,5 +177,44 @@ func TestNoIgnoreMarksWithZones(t *testing.T) {
 	}
 	if st := a.Stats(); st.Ignored != 0 {
 		t.Fatalf("%d ignore marks with the zones plugin, want 0", st.Ignored)
+	}
+}
+
+// BenchmarkFastOpen is the reader's work for one open by a system process
+// whose answers are cached, between reading the event and writing the
+// verdict: the table's freshness, the process's identity, and the three
+// decisions an open needs, looked up without the path. The system calls
+// around it (read, write, close) are the floor's.
+func BenchmarkFastOpen(b *testing.B) {
+	// The subject: a sleep orphaned before the agent starts, which the
+	// agent finds with no known creator and classifies system by its
+	// executable, as it would a service.
+	out, err := exec.Command("sh", "-c", "sleep 600 >/dev/null 2>&1 & echo $!").Output()
+	if err != nil {
+		b.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(out)))
+	if err != nil {
+		b.Fatalf("sleep's pid %q: %v", out, err)
+	}
+	b.Cleanup(func() { unix.Kill(pid, unix.SIGKILL) })
+	cfg, _ := json.Marshal(map[string]any{"system_space": []string{"/usr/", "/bin/", "/sbin/", "/lib/", "/lib64/", "/etc/"}})
+	dir, a := ignoreWorld(b, builtin.ZonesSource, builtin.Zones, cfg)
+	id, known, _ := a.pidOf(uint32(pid))
+	if !known {
+		b.Fatal("the sleep is not in the table")
+	}
+	for _, op := range []abi.Op{abi.OpFileRead, abi.OpFileWrite, abi.OpCodeLoad} {
+		d, err := a.eng.Decide(context.Background(), &host.Request{Subject: id, DecideRequest: abi.DecideRequest{Op: op, Object: filepath.Join(dir, "data"), FS: abi.FSLocal}})
+		if err != nil || d.Verdict != abi.Allow || d.Scope.Object != abi.ObjectAny {
+			b.Fatalf("warm-up %v: %+v %v (want an allow for any object)", op, d, err)
+		}
+	}
+	ev := &fanotify.Event{PID: int32(pid), Kind: fanotify.Open}
+	b.ReportAllocs()
+	for b.Loop() {
+		if allow, ok := a.fast(ev); !ok || !allow {
+			b.Fatalf("fast path: allow %v, answered %v", allow, ok)
+		}
 	}
 }

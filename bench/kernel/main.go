@@ -12,6 +12,13 @@
 // agent with the reference plugin). It prints the times and the ratios to
 // the floor. The workloads run in a child process, as another program
 // would: a listener answers its own process's events without a decision.
+//
+// Where the scheduler puts the workload and the listener decides much of
+// a permission event's cost on a virtual machine (a wake-up across CPUs
+// costs far more than one on the same CPU), and it decides differently
+// from run to run. -pin fixes the placement, to measure one case at a
+// time; rounds interleave the conditions, so that the ratios within a
+// round compare like with like.
 package main
 
 import (
@@ -39,7 +46,7 @@ import (
 	"lineage.dev/lineage/plugins/builtin"
 )
 
-var cpuProfile, openallPath string
+var cpuProfile, openallPath, pin string
 
 const (
 	execs = 500
@@ -59,8 +66,13 @@ func main() {
 	rounds := flag.Int("rounds", 5, "measure each condition this many times (interleaved)")
 	orphan := flag.Bool("orphan", false, "internal: run as an orphan (see orphaned)")
 	flag.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of Lineage's first round to `FILE`")
+	flag.StringVar(&pin, "pin", "", "pin to CPUs (`MODE`): same runs the workloads and the listeners on CPU 0; split runs the workloads on CPU 0 and the listeners on CPU 1 (default: the scheduler places them)")
 	flag.StringVar(&openallPath, "openall", "", "also measure Lineage with this plugin (agent/testdata/openall, annotated): answers for every subject, which become ignore marks")
 	flag.Parse()
+	if pin != "" && pin != "same" && pin != "split" {
+		fmt.Fprintf(os.Stderr, "bench-kernel: -pin %q: want same or split\n", pin)
+		os.Exit(2)
+	}
 	if !*orphan {
 		os.Exit(orphaned(*rounds))
 	}
@@ -90,7 +102,11 @@ func orphaned(rounds int) int {
 	if openall != "" {
 		openall, _ = filepath.Abs(openall)
 	}
-	cmd := exec.Command("sh", "-c", `("$0" -orphan -rounds "$1" -cpuprofile "$2" -openall "$3" &)`, self, strconv.Itoa(rounds), cpuProfile, openall)
+	// With -pin the orphan, and so every listener it starts (fapolicyd
+	// included), runs on the listeners' CPU.
+	listenerCPU := map[string]string{"": "", "same": "0", "split": "1"}[pin]
+	cmd := exec.Command("sh", "-c", `(${5:+taskset -c "$5"} "$0" -orphan -rounds "$1" -cpuprofile "$2" -openall "$3" -pin "$4" &)`,
+		self, strconv.Itoa(rounds), cpuProfile, openall, pin, listenerCPU)
 	cmd.Stdout, cmd.Stderr, cmd.ExtraFiles = os.Stdout, os.Stderr, []*os.File{w}
 	if err := cmd.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-kernel:", err)
@@ -167,19 +183,42 @@ func setup() (*world, func(), error) {
 	return w, cleanup, nil
 }
 
-// storms runs both workloads in a child process and returns their times.
-func (w *world) storms() (execT, openT time.Duration, err error) {
-	t := time.Now()
-	if out, err := exec.Command(w.self, "-execs", filepath.Join(w.sys, "true")).CombinedOutput(); err != nil {
-		return 0, 0, fmt.Errorf("exec storm: %v: %s", err, out)
+// storm is one workload's measurement: its wall time, and the CPU time
+// this process (the listener, when it is one of ours) spent meanwhile.
+type storm struct{ wall, cpu time.Duration }
+
+// storms runs both workloads in a child process and measures each.
+func (w *world) storms() (execS, openS storm, err error) {
+	measure := func(args ...string) (storm, error) {
+		cmd := exec.Command(w.self, args...)
+		if pin != "" {
+			cmd = exec.Command("taskset", append([]string{"-c", "0", w.self}, args...)...)
+		}
+		c0, t := selfCPU(), time.Now()
+		out, err := cmd.CombinedOutput()
+		s := storm{wall: time.Since(t), cpu: selfCPU() - c0}
+		if err != nil {
+			return s, fmt.Errorf("%v: %s", err, out)
+		}
+		return s, nil
 	}
-	execT = time.Since(t)
-	t = time.Now()
-	if out, err := exec.Command(w.self, "-opens", filepath.Join(w.sys, "file")).CombinedOutput(); err != nil {
-		return 0, 0, fmt.Errorf("open storm: %v: %s", err, out)
+	if execS, err = measure("-execs", filepath.Join(w.sys, "true")); err != nil {
+		return execS, openS, fmt.Errorf("exec storm: %w", err)
 	}
-	openT = time.Since(t)
-	return execT, openT, nil
+	if openS, err = measure("-opens", filepath.Join(w.sys, "file")); err != nil {
+		return execS, openS, fmt.Errorf("open storm: %w", err)
+	}
+	return execS, openS, nil
+}
+
+// selfCPU is the user and system CPU time this process has used, its
+// children's not included (getrusage(RUSAGE_SELF)).
+func selfCPU() time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // condition is one way of running the storms: start sets it up, and the
@@ -191,6 +230,10 @@ type condition struct {
 	note  string // why it was not measured
 	execT []time.Duration
 	open  []time.Duration
+	// This process's CPU time during each storm: with the floor or
+	// Lineage, the listener's (fapolicyd is another process).
+	execCPU []time.Duration
+	openCPU []time.Duration
 }
 
 func run(rounds int) error {
@@ -261,12 +304,14 @@ func run(rounds int) error {
 			if err != nil {
 				return fmt.Errorf("%s: %w", c.name, err)
 			}
-			c.execT, c.open = append(c.execT, e), append(c.open, o)
+			c.execT, c.open = append(c.execT, e.wall), append(c.open, o.wall)
+			c.execCPU, c.openCPU = append(c.execCPU, e.cpu), append(c.openCPU, o.cpu)
 		}
 	}
 
 	floor := conds[1]
-	fmt.Printf("%d fork+exec and %d open+close on a tmpfs; %d rounds, conditions interleaved; fastest and median\n\n", execs, opens, rounds)
+	placed := map[string]string{"": "placed by the scheduler", "same": "all on CPU 0", "split": "workloads on CPU 0, listeners on CPU 1"}[pin]
+	fmt.Printf("%d fork+exec and %d open+close on a tmpfs; %d rounds, conditions interleaved; fastest and median; %s\n\n", execs, opens, rounds, placed)
 	fmt.Printf("%-26s %21s %12s %21s %12s\n", "condition", "exec storm", "x floor", "open storm", "x floor")
 	for _, c := range conds {
 		if c.note != "" {
@@ -283,6 +328,19 @@ func run(rounds int) error {
 	fmt.Printf("\nper event over no listener (medians): floor %v (exec) %v (open); Lineage %v (exec) %v (open)\n",
 		perEvent(median(floor.execT), median(none.execT), execs), perEvent(median(floor.open), median(none.open), opens),
 		perEvent(median(lin.execT), median(none.execT), execs), perEvent(median(lin.open), median(none.open), opens))
+	// Each round runs the conditions one after another: the ratio within
+	// a round cancels the drift between rounds that the medians carry.
+	fmt.Printf("Lineage over the floor, median of per-round ratios: %.2fx (exec) %.2fx (open)\n",
+		pairedRatio(lin.execT, floor.execT), pairedRatio(lin.open, floor.open))
+	// This process's CPU per event: with the floor or Lineage, the
+	// listener's work (its reads, answers and lookups, and switches into
+	// and out of its threads) on top of what the process spends waiting
+	// for the workload with no listener. It moves less with the other
+	// tenants of a shared machine than wall time does.
+	fmt.Printf("this process's CPU per event (medians): no listener %v (exec) %v (open); floor %v (exec) %v (open); Lineage %v (exec) %v (open)\n",
+		perEvent(median(none.execCPU), 0, execs), perEvent(median(none.openCPU), 0, opens),
+		perEvent(median(floor.execCPU), 0, execs), perEvent(median(floor.openCPU), 0, opens),
+		perEvent(median(lin.execCPU), 0, execs), perEvent(median(lin.openCPU), 0, opens))
 	if om := conds[4]; om.note == "" {
 		fmt.Printf("Lineage with ignore marks, per event over no listener (medians): %v (exec) %v (open)\n",
 			perEvent(median(om.execT), median(none.execT), execs), perEvent(median(om.open), median(none.open), opens))
@@ -295,6 +353,19 @@ func run(rounds int) error {
 }
 
 func fastest(d []time.Duration) time.Duration { return slices.Min(d) }
+
+// pairedRatio is the median over rounds of a[i]/b[i].
+func pairedRatio(a, b []time.Duration) float64 {
+	r := make([]float64, len(a))
+	for i := range a {
+		r[i] = ratio(a[i], b[i])
+	}
+	slices.Sort(r)
+	if len(r)%2 == 1 {
+		return r[len(r)/2]
+	}
+	return (r[len(r)/2-1] + r[len(r)/2]) / 2
+}
 
 func median(d []time.Duration) time.Duration {
 	s := slices.Clone(d)
