@@ -46,6 +46,8 @@ type Config struct {
 	// Log receives the audit log (one line per denial; per decision at
 	// debug level) and the agent's own messages.
 	Log hclog.Logger
+
+	ringBytes int // the tracker's ring buffer (tests: small, to lose events); 0: its default
 }
 
 // Agent is a running agent.
@@ -74,6 +76,11 @@ type Agent struct {
 	// that exits first is never classified.
 	pending map[uint32]pendingExec
 	applied atomic.Uint64
+	// lostSeen is the tracker's count of lost events (the ring buffer
+	// was full) that a resync from /proc has made up for. While the
+	// kernel's count is higher the table may miss a fork, an exec or an
+	// exit, and every decision takes the slow path.
+	lostSeen atomic.Uint64
 	// trackMu serializes draining the tracker's ring buffer and applying
 	// its events, which the tracking loop does on a tick, a worker when a
 	// decision waits for them, and the fanotify reader when that is cheap
@@ -112,6 +119,7 @@ type Stats struct {
 	Fast                    uint64 // decisions answered on the listener's reader, from the cache
 	Ignored, IgnoreFlushes  uint64 // ignore marks made; flushes of them (at expiry)
 	Unresolved              uint64 // events whose process could not be found; the failure verdict applied
+	Resyncs                 uint64 // times the table was brought up to date from /proc after the tracker lost events
 }
 
 // Start starts tracking processes, rebuilds the table from /proc and marks
@@ -132,7 +140,7 @@ func Start(ctx context.Context, eng *host.Engine, cfg Config) (a *Agent, err err
 		}
 	}()
 	// Track first, so that no process created during the scan is missed.
-	if a.tracker, err = proctrack.Start(); err != nil {
+	if a.tracker, err = proctrack.Start(proctrack.Options{RingBytes: cfg.ringBytes}); err != nil {
 		return nil, fmt.Errorf("process tracking: %w", err)
 	}
 	if err := a.rebuild(ctx); err != nil {
@@ -231,6 +239,9 @@ func (a *Agent) track(ctx context.Context) {
 			}
 			return
 		}
+		if lost, err := a.tracker.Lost(); err == nil && lost != a.lostSeen.Load() {
+			a.resync(ctx)
+		}
 		a.resolveAll(ctx)
 		select {
 		case <-ctx.Done():
@@ -316,12 +327,27 @@ func (a *Agent) rebuild(ctx context.Context) error {
 	if err != nil && len(ps) == 0 {
 		return err
 	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	entered, unknown := a.enter(ctx, ps)
+	a.count(func(s *Stats) { s.Rebuilt, s.RebuiltUnknown = entered, unknown })
+	if err != nil {
+		a.log.Warn("some processes could not be read", "error", err)
+	}
+	return nil
+}
+
+// enter brings the table up to date with ps, a scan of /proc, creators
+// first: a process the table does not hold is entered as the child of its
+// creator when that is known and held, else with unknown ancestry; one
+// whose image differs from the table's exec'd in place. It returns how
+// many processes it entered, and how many of them with unknown ancestry.
+// Under a.mu.
+func (a *Agent) enter(ctx context.Context, ps []procfs.Process) (entered, unknown int) {
 	start := make(map[uint32]uint64, len(ps))
 	for _, p := range ps {
 		start[p.PID] = p.Start
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
 	for _, n := range procfs.Tree(ps) {
 		id := host.ProcessID{PID: n.PID, Start: n.Start}
 		exe := n.Exe
@@ -329,21 +355,82 @@ func (a *Agent) rebuild(ctx context.Context) error {
 			exe = "[" + n.Comm + "]"
 		}
 		fs := fsKindOfPath(exe)
-		creator := a.eng.Process(host.ProcessID{PID: n.PPID, Start: start[n.PPID]})
 		a.setPid(id)
+		if cur := a.eng.Process(id); cur != nil {
+			if cur.Exe != exe && n.Exe != "" {
+				if _, err := a.eng.ExecInPlace(ctx, id, exe, fs); err != nil {
+					a.eng.Exist(ctx, id, exe, fs)
+				}
+			}
+			continue
+		}
+		creator := a.eng.Process(host.ProcessID{PID: n.PPID, Start: start[n.PPID]})
 		if n.CreatorKnown && creator != nil {
 			if _, err := a.eng.Start(ctx, id, creator.ID, exe, fs); err == nil {
-				a.count(func(s *Stats) { s.Rebuilt++ })
+				entered++
 				continue
 			}
 		}
 		a.eng.Exist(ctx, id, exe, fs)
-		a.count(func(s *Stats) { s.Rebuilt++; s.RebuiltUnknown++ })
+		entered++
+		unknown++
 	}
-	if err != nil {
-		a.log.Warn("some processes could not be read", "error", err)
+	return entered, unknown
+}
+
+// resync makes up for process events the tracker lost (its ring buffer was
+// full): the table is brought up to date from a scan of /proc, as at start.
+// Exits lost leave processes the scan does not find, which go; forks lost
+// leave processes it finds that the table does not hold, which are entered
+// (from their creator when it is alive and known, else with unknown
+// ancestry); execs lost leave images that differ from /proc's, which are
+// re-classified as execs in place. Events raised during the scan wait in
+// the ring and are applied over it afterwards, as at start. Decisions take
+// the slow path (/proc) until it is done.
+func (a *Agent) resync(ctx context.Context) {
+	a.trackMu.Lock()
+	defer a.trackMu.Unlock()
+	lost, err := a.tracker.Lost()
+	seen := a.lostSeen.Load()
+	if err != nil || lost == seen {
+		return
 	}
-	return nil
+	// Losses counted after this scan starts call for another one.
+	ps, err := procfs.Scan("/proc")
+	if err != nil && len(ps) == 0 {
+		a.log.Error("process events were lost and /proc could not be read; decisions stay on the slow path", "error", err)
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if ev := a.stash; ev != nil { // older than the scan
+		a.stash = nil
+		a.apply(ctx, *ev)
+		a.applied.Add(1)
+	}
+	// Images first, so that the comparison with /proc is with the latest.
+	a.resolveAllLocked(ctx)
+	live := make(map[uint32]uint64, len(ps))
+	for _, p := range ps {
+		live[p.PID] = p.Start
+	}
+	var gone []host.ProcessID
+	a.pidsMu.Lock()
+	for pid, id := range a.pids {
+		if start, ok := live[pid]; !ok || start != id.Start {
+			gone = append(gone, id)
+			delete(a.pids, pid)
+		}
+	}
+	a.pidsMu.Unlock()
+	for _, id := range gone {
+		a.eng.Exit(id)
+	}
+	entered, unknown := a.enter(ctx, ps)
+	a.lostSeen.Store(lost)
+	a.count(func(s *Stats) { s.Resyncs++ })
+	a.log.Warn("process events were lost (the tracker's ring buffer was full): the process table was brought up to date from /proc",
+		"lost", lost-seen, "exited", len(gone), "entered", entered, "unknown_ancestry", unknown)
 }
 
 // unknownImage names an executable whose path could not be read: no
@@ -460,6 +547,11 @@ func (a *Agent) resolveAll(ctx context.Context) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.resolveAllLocked(ctx)
+}
+
+// resolveAllLocked is resolveAll under a.mu.
+func (a *Agent) resolveAllLocked(ctx context.Context) {
 	a.pidsMu.RLock()
 	pids := make([]uint32, 0, len(a.pending))
 	for pid := range a.pending {
@@ -509,8 +601,8 @@ func (a *Agent) caughtUp(ctx context.Context) bool {
 		if a.upToDate() {
 			return true
 		}
-		if lost, err := a.tracker.Lost(); err != nil || lost != 0 {
-			return false // waiting cannot help: /proc it is
+		if lost, err := a.tracker.Lost(); err != nil || lost != a.lostSeen.Load() {
+			return false // waiting cannot help until a resync: /proc it is
 		}
 		if err := a.catchUp(ctx); err != nil || time.Now().After(giveUp) {
 			return a.upToDate()
@@ -533,10 +625,11 @@ func (a *Agent) upToDate() bool {
 	if err != nil || n != a.applied.Load() {
 		return false
 	}
-	// After a loss the table may miss an exec or a fork for good: every
-	// decision then takes the slow path, which checks /proc.
+	// After a loss the table may miss a fork, an exec or an exit until
+	// the tracking loop resyncs it from /proc: decisions meanwhile take
+	// the slow path, which checks /proc.
 	lost, err := a.tracker.Lost()
-	return err == nil && lost == 0
+	return err == nil && lost == a.lostSeen.Load()
 }
 
 // subjectFromProc is subject's slow path, from /proc.

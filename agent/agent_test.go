@@ -27,9 +27,10 @@ import (
 // helper under guarded-app names, and sys/etc/config), home/u user space
 // (a program, a shared object, a private folder).
 type world struct {
-	dir  string // the guarded tmpfs
-	ctl  string // the launcher's FIFO, outside it
-	runs int
+	dir       string // the guarded tmpfs
+	ctl       string // the launcher's FIFO, outside it
+	runs      int
+	ringBytes int // the tracker's ring buffer; 0: its default
 }
 
 func newWorld(t *testing.T) *world {
@@ -113,7 +114,7 @@ func (w *world) engine(t *testing.T) *host.Engine {
 func (w *world) agent(t testing.TB, e *host.Engine) *Agent {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := Start(ctx, e, Config{Marks: []string{w.dir}, Deadline: 2 * time.Second})
+	a, err := Start(ctx, e, Config{Marks: []string{w.dir}, Deadline: 2 * time.Second, ringBytes: w.ringBytes})
 	if err != nil {
 		cancel()
 		t.Fatal(err)

@@ -112,8 +112,9 @@ struct exec_event {
 const struct event *unused_event __attribute__((unused));
 const struct exec_event *unused_exec_event __attribute__((unused));
 
+// The ring's default size; user space may set another when it loads the
+// programs (a power of two, a multiple of the page size).
 #define RING_SIZE (1 << 22)
-#define WAKE_AT (RING_SIZE / 4)
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -169,13 +170,22 @@ static __always_inline void count(void)
 		__sync_fetch_and_add(n, 1);
 }
 
+// uncount takes back a count() whose event never became readable.
+static __always_inline void uncount(void)
+{
+	__u32 zero = 0;
+	__u64 *n = bpf_map_lookup_elem(&seq, &zero);
+	if (n)
+		__sync_fetch_and_add(n, -1);
+}
+
 // wake_flags: no wake-up per event. User space drains the ring on its own
 // clock and whenever a decision needs the table current (it compares
 // seq[0] with what it applied), so a process storm costs no wake-up per
 // fork, exec and exit. A ring filling up wakes the reader at once.
 static __always_inline __u64 wake_flags(void)
 {
-	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= WAKE_AT)
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= bpf_ringbuf_query(&events, BPF_RB_RING_SIZE) / 4)
 		return BPF_RB_FORCE_WAKEUP;
 	return BPF_RB_NO_WAKEUP;
 }
@@ -299,9 +309,13 @@ int on_exec(struct bpf_raw_tracepoint_args *ctx)
 		e->flags = 0;
 	}
 	__u64 size = sizeof(*e) - sizeof(e->names) + (e->names_len & (NAMES - 1));
+	// Counted before it can become readable, as submit does; a record
+	// the ring has no room for is taken back, and counted lost.
 	count();
-	if (bpf_ringbuf_output(&events, e, size, wake_flags()) != 0)
+	if (bpf_ringbuf_output(&events, e, size, wake_flags()) != 0) {
+		uncount();
 		lost();
+	}
 	return 0;
 }
 

@@ -91,10 +91,21 @@ type Tracker struct {
 	closeErr  error
 }
 
+// Options tune a Tracker. The zero value is the default.
+type Options struct {
+	// RingBytes is the ring buffer's size: a power of two and a multiple
+	// of the page size; 0 means 4 MiB. A smaller ring loses events
+	// sooner (Lost counts them).
+	RingBytes int
+}
+
 // Start loads the programs, attaches them and starts collecting events.
 // It needs root (CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN) and a kernel
 // with BTF, BPF ring buffers and bpf_loop (Linux 5.17 or later).
-func Start() (_ *Tracker, err error) {
+func Start(opts Options) (_ *Tracker, err error) {
+	if n := opts.RingBytes; n != 0 && (n < os.Getpagesize() || n%os.Getpagesize() != 0 || n&(n-1) != 0) {
+		return nil, fmt.Errorf("ring buffer size %d: want a power of two and a multiple of the page size (%d)", n, os.Getpagesize())
+	}
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("lifting the memlock limit for eBPF maps: %w", err)
 	}
@@ -104,7 +115,14 @@ func Start() (_ *Tracker, err error) {
 			t.Close() // t, not the result: a failing return has set that to nil
 		}
 	}()
-	if err := loadProctrackObjects(&t.objs, nil); err != nil {
+	spec, err := loadProctrack()
+	if err != nil {
+		return nil, fmt.Errorf("loading the process tracking programs: %w", err)
+	}
+	if opts.RingBytes != 0 {
+		spec.Maps["events"].MaxEntries = uint32(opts.RingBytes)
+	}
+	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
 		return nil, fmt.Errorf("loading the process tracking programs: %w", err)
 	}
 	for _, a := range []struct {
@@ -133,8 +151,8 @@ func Start() (_ *Tracker, err error) {
 // The kernel does not wake the reader for each event: a wake-up per
 // fork, exec and exit was most of what tracking cost a process storm
 // (about 200 µs per fork+exec on a 2-core VM). User space drains the ring
-// on its own clock (a tick is enough: the 4 MiB ring holds about 100,000
-// forks or exits, or some 25,000 execs with their paths) and whenever a
+// on its own clock (a tick is enough: the default 4 MiB ring holds about
+// 100,000 forks or exits, or some 25,000 execs with their paths) and whenever a
 // decision needs the table current, which it can tell by comparing
 // Submitted with what it has applied. A ring a quarter full wakes a Read
 // at once (the agent drains on its tick instead).

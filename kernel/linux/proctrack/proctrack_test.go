@@ -28,7 +28,7 @@ type collector struct {
 func track(t *testing.T) (*Tracker, *collector) {
 	t.Helper()
 	privtest.Require(t)
-	tr, err := Start()
+	tr, err := Start(Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,7 +249,7 @@ func TestCreatorIsTheForkingProcess(t *testing.T) {
 // (the ring is unmapped under it otherwise).
 func TestDrainAndCloseWhileDraining(t *testing.T) {
 	privtest.Require(t)
-	tr, err := Start()
+	tr, err := Start(Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,6 +329,52 @@ func TestDecode(t *testing.T) {
 		ev, ok := decode(tc.b)
 		if ok != tc.ok || ev.Path != tc.path {
 			t.Errorf("%s: %+v %v, want path %q ok %v", tc.name, ev, ok, tc.path, tc.ok)
+		}
+	}
+}
+
+// A ring too small for what happens loses events, and counts them; what
+// it kept is readable and counted as submitted.
+func TestSmallRingCountsLosses(t *testing.T) {
+	privtest.Require(t)
+	tr, err := Start(Options{RingBytes: os.Getpagesize()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	// 200 fork+exec+exit, none drained: far more than a page holds.
+	if out, err := exec.Command("sh", "-c", "i=0; while [ $i -lt 200 ]; do /bin/true; i=$((i+1)); done").CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	lost, err := tr.Lost()
+	if err != nil || lost == 0 {
+		t.Fatalf("Lost() = %d, %v after 600 events into a %d-byte ring, want some", lost, err, os.Getpagesize())
+	}
+	// Every event counted as submitted is readable: a lost one is not
+	// counted (else a reader comparing the two would wait for ever).
+	// Other processes add events meanwhile, so drain until they agree.
+	total, submitted := 0, uint64(0)
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		n, err := tr.Drain(func(Event) bool { return true })
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += n
+		if submitted, _ = tr.Submitted(); submitted == uint64(total) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("drained %d events, %d counted as submitted", total, submitted)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Logf("%d events kept, %d lost", total, lost)
+}
+
+func TestRingSizeIsChecked(t *testing.T) {
+	for _, n := range []int{100, os.Getpagesize() * 3, os.Getpagesize() + 1} {
+		if _, err := Start(Options{RingBytes: n}); err == nil {
+			t.Errorf("Start with a %d-byte ring: no error", n)
 		}
 	}
 }
