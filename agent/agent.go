@@ -91,6 +91,8 @@ type Agent struct {
 	// another goroutine because applying it calls a plugin; under
 	// trackMu, applied before anything else.
 	stash *proctrack.Event
+	// resyncWarned is when a failed resync was last logged; under trackMu.
+	resyncWarned time.Time
 
 	// ignMu guards the ignore marks' bookkeeping: flushAt is when the
 	// first of them must go (0: none live), and ignoreOff is set when the
@@ -120,6 +122,7 @@ type Stats struct {
 	Ignored, IgnoreFlushes  uint64 // ignore marks made; flushes of them (at expiry)
 	Unresolved              uint64 // events whose process could not be found; the failure verdict applied
 	Resyncs                 uint64 // times the table was brought up to date from /proc after the tracker lost events
+	Untraced                uint64 // processes given the failure zone: started while tracked, their creator's event lost
 }
 
 // Start starts tracking processes, rebuilds the table from /proc and marks
@@ -256,6 +259,11 @@ func (a *Agent) track(ctx context.Context) {
 func (a *Agent) catchUp(ctx context.Context) error {
 	a.trackMu.Lock()
 	defer a.trackMu.Unlock()
+	return a.catchUpLocked(ctx)
+}
+
+// catchUpLocked is catchUp under trackMu.
+func (a *Agent) catchUpLocked(ctx context.Context) error {
 	if ev := a.stash; ev != nil {
 		a.stash = nil
 		a.mu.Lock()
@@ -354,16 +362,17 @@ func (a *Agent) enter(ctx context.Context, ps []procfs.Process) (entered, unknow
 		if exe == "" {
 			exe = "[" + n.Comm + "]"
 		}
-		fs := fsKindOfPath(exe)
 		a.setPid(id)
 		if cur := a.eng.Process(id); cur != nil {
 			if cur.Exe != exe && n.Exe != "" {
+				fs := fsKindOfPath(exe)
 				if _, err := a.eng.ExecInPlace(ctx, id, exe, fs); err != nil {
-					a.eng.Exist(ctx, id, exe, fs)
+					a.unknownCreator(ctx, id, exe, fs, id.Start)
 				}
 			}
 			continue
 		}
+		fs := fsKindOfPath(exe)
 		creator := a.eng.Process(host.ProcessID{PID: n.PPID, Start: start[n.PPID]})
 		if n.CreatorKnown && creator != nil {
 			if _, err := a.eng.Start(ctx, id, creator.ID, exe, fs); err == nil {
@@ -371,11 +380,30 @@ func (a *Agent) enter(ctx context.Context, ps []procfs.Process) (entered, unknow
 				continue
 			}
 		}
-		a.eng.Exist(ctx, id, exe, fs)
+		a.unknownCreator(ctx, id, exe, fs, id.Start)
 		entered++
 		unknown++
 	}
 	return entered, unknown
+}
+
+// unknownCreator records a process whose creator the table cannot give.
+// born is the start time of the process whose creation went unseen: that
+// process itself, or its creator. Born before tracking began, it was
+// missed by the scan or outlived its creator, and the process is
+// classified by its executable, as one found at start. Born since, the
+// event that named its creator was lost, and judging it by its executable
+// would let any process that execs a system program while events are lost
+// pass for a service: it gets the failure zone. Under a.mu.
+func (a *Agent) unknownCreator(ctx context.Context, id host.ProcessID, exe string, fs abi.FSKind, born uint64) {
+	if born > a.tracker.Since() {
+		a.eng.Untraced(id, exe)
+		a.count(func(s *Stats) { s.Untraced++ })
+		a.log.Warn("a process started while tracked has no known creator (the event naming it was lost, or is late): the failure zone applies",
+			"pid", id.PID, "exe", exe)
+		return
+	}
+	a.eng.Exist(ctx, id, exe, fs)
 }
 
 // resync makes up for process events the tracker lost (its ring buffer was
@@ -395,42 +423,73 @@ func (a *Agent) resync(ctx context.Context) {
 	if err != nil || lost == seen {
 		return
 	}
-	// Losses counted after this scan starts call for another one.
-	ps, err := procfs.Scan("/proc")
-	if err != nil && len(ps) == 0 {
-		a.log.Error("process events were lost and /proc could not be read; decisions stay on the slow path", "error", err)
+	// Apply what the ring holds first: those events are older than the
+	// scan, and one applied over it could undo what the scan found (a
+	// fork applied after the scan re-entered the child with its
+	// creator's image, though its exec was lost). What is raised from
+	// here on is newer, and a loss behind it moves Lost past lost, which
+	// calls for another resync.
+	if err := a.catchUpLocked(ctx); err != nil {
+		return // the tracking loop sees the error on its next drain
+	}
+	ps, scanErr := procfs.Scan("/proc")
+	if scanErr != nil && len(ps) == 0 {
+		a.warnOnce(&a.resyncWarned, "process events were lost and /proc could not be read; decisions stay on the slow path", "error", scanErr)
 		return
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if ev := a.stash; ev != nil { // older than the scan
-		a.stash = nil
-		a.apply(ctx, *ev)
-		a.applied.Add(1)
-	}
 	// Images first, so that the comparison with /proc is with the latest.
 	a.resolveAllLocked(ctx)
 	live := make(map[uint32]uint64, len(ps))
 	for _, p := range ps {
-		live[p.PID] = p.Start
+		if !p.Zombie { // exited: a zombie only waits to be reaped
+			live[p.PID] = p.Start
+		}
 	}
 	var gone []host.ProcessID
 	a.pidsMu.Lock()
 	for pid, id := range a.pids {
-		if start, ok := live[pid]; !ok || start != id.Start {
-			gone = append(gone, id)
-			delete(a.pids, pid)
+		start, ok := live[pid]
+		if ok && start == id.Start {
+			continue
 		}
+		if !ok && scanErr != nil {
+			// The scan skipped some processes: only one /proc says is
+			// gone, is.
+			if p, err := procfs.Read("/proc", pid); err == nil && p.Start == id.Start && !p.Zombie {
+				continue
+			} else if err != nil && !errors.Is(err, procfs.ErrGone) {
+				continue
+			}
+		}
+		gone = append(gone, id)
+		delete(a.pids, pid)
+		delete(a.pending, pid)
 	}
 	a.pidsMu.Unlock()
 	for _, id := range gone {
 		a.eng.Exit(id)
 	}
 	entered, unknown := a.enter(ctx, ps)
+	if scanErr != nil {
+		// Some processes could not be read: their images may still be
+		// stale, so decisions stay on the slow path until a full scan.
+		a.warnOnce(&a.resyncWarned, "process events were lost and some processes could not be read from /proc; decisions stay on the slow path", "error", scanErr)
+		return
+	}
 	a.lostSeen.Store(lost)
 	a.count(func(s *Stats) { s.Resyncs++ })
 	a.log.Warn("process events were lost (the tracker's ring buffer was full): the process table was brought up to date from /proc",
 		"lost", lost-seen, "exited", len(gone), "entered", entered, "unknown_ancestry", unknown)
+}
+
+// warnOnce logs a warning at most once a minute per *last.
+func (a *Agent) warnOnce(last *time.Time, msg string, args ...any) {
+	if now := time.Now(); now.Sub(*last) >= time.Minute {
+		*last = now
+		a.log.Warn(msg, args...)
+	}
 }
 
 // unknownImage names an executable whose path could not be read: no
@@ -457,10 +516,11 @@ func (a *Agent) apply(ctx context.Context, ev proctrack.Event) {
 		// guessed from /proc (a later exec event re-applies the image).
 		creator := host.ProcessID{PID: ev.Creator, Start: ev.CreatorStart}
 		if _, err := a.eng.Fork(id, creator); err != nil {
-			// The creator predates tracking and was missed by the scan
-			// (it exited meanwhile): ancestry unknown.
+			// The table does not hold the creator: it predates tracking
+			// and was missed by the scan (it exited meanwhile), or its
+			// own fork was lost.
 			exe := exeOf(ev.PID)
-			a.eng.Exist(ctx, id, exe, fsKindOfPath(exe))
+			a.unknownCreator(ctx, id, exe, fsKindOfPath(exe), ev.CreatorStart)
 		}
 	case proctrack.Exec:
 		a.count(func(s *Stats) { s.Execs++ })
@@ -528,7 +588,8 @@ func (a *Agent) resolve(ctx context.Context, pid uint32) {
 		return
 	}
 	if _, err := a.eng.ExecInPlace(ctx, p.id, p.exe, p.fs); err != nil {
-		a.eng.Exist(ctx, p.id, p.exe, p.fs)
+		// The table never held the process: its fork went unseen.
+		a.unknownCreator(ctx, p.id, p.exe, p.fs, p.id.Start)
 	}
 	a.pidsMu.Lock()
 	if a.pending[pid] == p {
@@ -664,10 +725,10 @@ func (a *Agent) subjectFromProc(ctx context.Context, pid int32) (host.ProcessID,
 	}
 	switch {
 	case cur == nil:
-		a.eng.Exist(ctx, id, exe, fsKindOfPath(exe))
+		a.unknownCreator(ctx, id, exe, fsKindOfPath(exe), id.Start)
 	case cur.Exe != exe:
 		if _, err := a.eng.ExecInPlace(ctx, id, exe, fsKindOfPath(exe)); err != nil {
-			a.eng.Exist(ctx, id, exe, fsKindOfPath(exe))
+			a.unknownCreator(ctx, id, exe, fsKindOfPath(exe), id.Start)
 		}
 	}
 	return id, true

@@ -466,6 +466,22 @@ func (e *Engine) Exist(ctx context.Context, id ProcessID, exe string, fs abi.FSK
 	return p
 }
 
+// Untraced records a process whose creator is unknown although it
+// started while the host was tracking processes: the event that named its
+// creator was lost (a full queue, say). It is not classified, because by
+// its executable alone it could pass for a service that predates the host
+// (what Exist does): the failure zone applies, and no plugin is called.
+func (e *Engine) Untraced(id ProcessID, exe string) *Process {
+	p := newProcess(&Process{
+		ID: id, Exe: exe, Zone: e.cfg.FailureZone, Rule: "ancestry-lost", AncestryUnknown: true,
+		Reason: "its creator is unknown although it started while processes were tracked (the event naming its creator was lost or late), so the failure zone " +
+			e.cfg.FailureZone + " applies",
+		states: make([]string, len(e.plugins)),
+	})
+	e.table.put(p)
+	return p
+}
+
 // Start classifies and records a new process id created by creator and
 // running exe. Call it after a process.exec decision allowed the launch.
 func (e *Engine) Start(ctx context.Context, id, creator ProcessID, exe string, fs abi.FSKind) (*Process, error) {

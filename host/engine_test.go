@@ -14,6 +14,7 @@ import (
 	"unsafe"
 
 	"lineage.dev/lineage/abi"
+	"lineage.dev/lineage/plugins/builtin"
 )
 
 var ctx = context.Background()
@@ -648,5 +649,34 @@ func TestDecideCachedInto(t *testing.T) {
 	}
 	if hit, err := e.DecideCachedInto(ctx, req, &d); err != nil || !hit || !d.Cached || d.Verdict != full.Verdict || d.Rule != full.Rule {
 		t.Fatalf("after: hit %v %v, %+v vs %+v", hit, err, d, full)
+	}
+}
+
+// A process whose creator was lost is not classified by its executable
+// (which would make /usr/bin/bash a system process, as for one found at
+// start), and its children inherit the failure zone.
+func TestUntracedUsesFailureZone(t *testing.T) {
+	rt := newTestRuntime(t, Limits{CallDeadline: time.Second})
+	zones, err := rt.Load(ctx, builtin.ZonesSource, builtin.Zones, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { zones.Close(ctx) })
+	e := newTestEngine(t, Config{}, zones)
+	if p := e.Exist(ctx, proc1, "/usr/bin/bash", abi.FSLocal); p.Zone != "system" {
+		t.Fatalf("Exist: %+v, want system (classified by its executable)", p)
+	}
+	id := ProcessID{PID: 2, Start: 2}
+	p := e.Untraced(id, "/usr/bin/bash")
+	if p.Zone != "untrusted" || !p.AncestryUnknown || p.Rule != "ancestry-lost" || e.Process(id) != p {
+		t.Fatalf("Untraced: %+v", p)
+	}
+	d, err := e.Decide(ctx, &Request{Subject: id, DecideRequest: abi.DecideRequest{Op: abi.OpFileWrite, Object: "/etc/passwd"}})
+	if err != nil || d.Verdict != abi.Deny || d.Zone != "untrusted" {
+		t.Fatalf("write to system space: %+v, %v; want an untrusted deny", d, err)
+	}
+	child, err := e.Start(ctx, ProcessID{PID: 3, Start: 3}, id, "/usr/bin/python3", abi.FSLocal)
+	if err != nil || child.Zone != "untrusted" {
+		t.Fatalf("child: %+v, %v; want untrusted", child, err)
 	}
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
 )
 
 // Kind is what happened to a process.
@@ -89,6 +90,7 @@ type Tracker struct {
 	seq       *ebpf.Memory // the seq map, mapped; nil where it cannot be
 	closeOnce sync.Once
 	closeErr  error
+	since     uint64 // see Since
 }
 
 // Options tune a Tracker. The zero value is the default.
@@ -103,8 +105,8 @@ type Options struct {
 // It needs root (CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN) and a kernel
 // with BTF, BPF ring buffers and bpf_loop (Linux 5.17 or later).
 func Start(opts Options) (_ *Tracker, err error) {
-	if n := opts.RingBytes; n != 0 && (n < os.Getpagesize() || n%os.Getpagesize() != 0 || n&(n-1) != 0) {
-		return nil, fmt.Errorf("ring buffer size %d: want a power of two and a multiple of the page size (%d)", n, os.Getpagesize())
+	if n := opts.RingBytes; n != 0 && (n < os.Getpagesize() || n%os.Getpagesize() != 0 || n&(n-1) != 0 || n > 1<<30) {
+		return nil, fmt.Errorf("ring buffer size %d: want a power of two, a multiple of the page size (%d), at most 1 GiB", n, os.Getpagesize())
 	}
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("lifting the memlock limit for eBPF maps: %w", err)
@@ -139,6 +141,11 @@ func Start(opts Options) (_ *Tracker, err error) {
 		}
 		t.links = append(t.links, l)
 	}
+	var now unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &now); err != nil {
+		return nil, fmt.Errorf("reading the boot-time clock: %w", err)
+	}
+	t.since = uint64(now.Nano()) / nsPerTick
 	if t.rd, err = ringbuf.NewReader(t.objs.Events); err != nil {
 		return nil, fmt.Errorf("reading the process events: %w", err)
 	}
@@ -313,6 +320,11 @@ func (t *Tracker) Close() error {
 	})
 	return t.closeErr
 }
+
+// Since is when tracking began, in /proc's start-time units (clock ticks
+// since boot). A process whose start time is later started while the
+// programs were attached: its fork was reported, or counted by Lost.
+func (t *Tracker) Since() uint64 { return t.since }
 
 // Submitted is the number of events the kernel has put in the ring buffer
 // so far (counted just before each becomes readable). A reader that has

@@ -378,3 +378,33 @@ func TestRingSizeIsChecked(t *testing.T) {
 		}
 	}
 }
+
+// Since tells processes started while tracked from those that predate it.
+func TestSince(t *testing.T) {
+	privtest.Require(t)
+	tr, err := Start(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	self, err := procfs.Read("/proc", uint32(os.Getpid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if self.Start > tr.Since() {
+		t.Errorf("this process (start %d) predates tracking (since %d)", self.Start, tr.Since())
+	}
+	time.Sleep(20 * time.Millisecond) // two clock ticks
+	c := exec.Command("sleep", "1")
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { c.Process.Kill(); c.Wait() }()
+	p, err := procfs.Read("/proc", uint32(c.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Start <= tr.Since() {
+		t.Errorf("a process started after tracking (start %d) is not later than since %d", p.Start, tr.Since())
+	}
+}
