@@ -91,8 +91,17 @@ type Agent struct {
 	// another goroutine because applying it calls a plugin; under
 	// trackMu, applied before anything else.
 	stash *proctrack.Event
-	// resyncWarned is when a failed resync was last logged; under trackMu.
-	resyncWarned time.Time
+	// resyncWarned is when a failed resync was last logged, and
+	// resyncNotBefore when the next may run after a partial scan; under
+	// trackMu.
+	resyncWarned, resyncNotBefore time.Time
+	// doomed are the processes a resync found gone; they leave the table
+	// after the next drain, once the events they raised before the scan
+	// (a fork by one of them, say) are applied. Under mu.
+	doomed []host.ProcessID
+	// untracedWarned is when a process was last given the failure zone
+	// for a lost creator and that was logged (UnixNano).
+	untracedWarned atomic.Int64
 
 	// ignMu guards the ignore marks' bookkeeping: flushAt is when the
 	// first of them must go (0: none live), and ignoreOff is set when the
@@ -242,6 +251,7 @@ func (a *Agent) track(ctx context.Context) {
 			}
 			return
 		}
+		a.reapDoomed()
 		if lost, err := a.tracker.Lost(); err == nil && lost != a.lostSeen.Load() {
 			a.resync(ctx)
 		}
@@ -363,24 +373,36 @@ func (a *Agent) enter(ctx context.Context, ps []procfs.Process) (entered, unknow
 			exe = "[" + n.Comm + "]"
 		}
 		a.setPid(id)
-		if cur := a.eng.Process(id); cur != nil {
+		creator := a.eng.Process(host.ProcessID{PID: n.PPID, Start: start[n.PPID]})
+		if !n.CreatorKnown {
+			creator = nil
+		}
+		cur := a.eng.Process(id)
+		switch {
+		case cur != nil && ancestryLost(cur) && creator != nil:
+			// In the failure zone because a creator was unknown (a lost
+			// event); the scan knows this one's now.
+		case cur != nil:
 			if cur.Exe != exe && n.Exe != "" {
 				fs := fsKindOfPath(exe)
 				if _, err := a.eng.ExecInPlace(ctx, id, exe, fs); err != nil {
-					a.unknownCreator(ctx, id, exe, fs, id.Start)
+					a.unknownCreator(ctx, id, exe, fs, id.Start, n.PPID)
 				}
 			}
 			continue
 		}
 		fs := fsKindOfPath(exe)
-		creator := a.eng.Process(host.ProcessID{PID: n.PPID, Start: start[n.PPID]})
-		if n.CreatorKnown && creator != nil {
+		if creator != nil {
 			if _, err := a.eng.Start(ctx, id, creator.ID, exe, fs); err == nil {
 				entered++
 				continue
 			}
 		}
-		a.unknownCreator(ctx, id, exe, fs, id.Start)
+		if n.Kernel {
+			a.eng.Exist(ctx, id, exe, fs)
+		} else {
+			a.unknownCreator(ctx, id, exe, fs, id.Start, n.PPID)
+		}
 		entered++
 		unknown++
 	}
@@ -395,15 +417,38 @@ func (a *Agent) enter(ctx context.Context, ps []procfs.Process) (entered, unknow
 // event that named its creator was lost, and judging it by its executable
 // would let any process that execs a system program while events are lost
 // pass for a service: it gets the failure zone. Under a.mu.
-func (a *Agent) unknownCreator(ctx context.Context, id host.ProcessID, exe string, fs abi.FSKind, born uint64) {
-	if born > a.tracker.Since() {
+//
+// Kernel threads and what they start (usermode helpers such as modprobe,
+// forked by kernel workers the table never holds) are outside this rule:
+// parent is the creator's pid (or /proc's parent), checked for a kernel
+// thread.
+func (a *Agent) unknownCreator(ctx context.Context, id host.ProcessID, exe string, fs abi.FSKind, born uint64, parent uint32) {
+	if born > a.tracker.Since() && !isKernelThread(parent) {
 		a.eng.Untraced(id, exe)
 		a.count(func(s *Stats) { s.Untraced++ })
-		a.log.Warn("a process started while tracked has no known creator (the event naming it was lost, or is late): the failure zone applies",
-			"pid", id.PID, "exe", exe)
+		if now := time.Now().UnixNano(); now-a.untracedWarned.Load() >= int64(time.Minute) {
+			a.untracedWarned.Store(now)
+			a.log.Warn("a process started while tracked has no known creator (the event naming it was lost, or is late): the failure zone applies (logged once a minute; see Stats.Untraced)",
+				"pid", id.PID, "exe", exe)
+		}
 		return
 	}
 	a.eng.Exist(ctx, id, exe, fs)
+}
+
+// ancestryLost reports whether p's zone comes from a process recorded with
+// its creator lost (Engine.Untraced): itself, or the image it replaced.
+func ancestryLost(p *host.Process) bool {
+	return p.Rule == host.RuleAncestryLost || (p.Origin != nil && p.Origin.Rule == host.RuleAncestryLost)
+}
+
+// isKernelThread reports whether pid is a kernel thread now.
+func isKernelThread(pid uint32) bool {
+	if pid == 2 { // kthreadd
+		return true
+	}
+	p, err := procfs.Read("/proc", pid)
+	return err == nil && p.Kernel
 }
 
 // resync makes up for process events the tracker lost (its ring buffer was
@@ -420,7 +465,7 @@ func (a *Agent) resync(ctx context.Context) {
 	defer a.trackMu.Unlock()
 	lost, err := a.tracker.Lost()
 	seen := a.lostSeen.Load()
-	if err != nil || lost == seen {
+	if err != nil || lost == seen || time.Now().Before(a.resyncNotBefore) {
 		return
 	}
 	// Apply what the ring holds first: those events are older than the
@@ -434,6 +479,7 @@ func (a *Agent) resync(ctx context.Context) {
 	}
 	ps, scanErr := procfs.Scan("/proc")
 	if scanErr != nil && len(ps) == 0 {
+		a.resyncNotBefore = time.Now().Add(time.Second)
 		a.warnOnce(&a.resyncWarned, "process events were lost and /proc could not be read; decisions stay on the slow path", "error", scanErr)
 		return
 	}
@@ -447,9 +493,17 @@ func (a *Agent) resync(ctx context.Context) {
 			live[p.PID] = p.Start
 		}
 	}
+	// a.pids changes only under a.mu, which this holds: a snapshot is
+	// exact, and /proc is read without blocking the fanotify reader.
+	a.pidsMu.RLock()
+	held := make([]host.ProcessID, 0, len(a.pids))
+	for _, id := range a.pids {
+		held = append(held, id)
+	}
+	a.pidsMu.RUnlock()
 	var gone []host.ProcessID
-	a.pidsMu.Lock()
-	for pid, id := range a.pids {
+	for _, id := range held {
+		pid := id.PID
 		start, ok := live[pid]
 		if ok && start == id.Start {
 			continue
@@ -464,17 +518,16 @@ func (a *Agent) resync(ctx context.Context) {
 			}
 		}
 		gone = append(gone, id)
-		delete(a.pids, pid)
-		delete(a.pending, pid)
 	}
-	a.pidsMu.Unlock()
-	for _, id := range gone {
-		a.eng.Exit(id)
-	}
+	// They go after the next drain: a fork by one of them raised before
+	// the scan may still wait in the ring, and needs its creator.
+	a.doomed = append(a.doomed, gone...)
 	entered, unknown := a.enter(ctx, ps)
 	if scanErr != nil {
 		// Some processes could not be read: their images may still be
-		// stale, so decisions stay on the slow path until a full scan.
+		// stale, so decisions stay on the slow path until a full scan,
+		// tried again in a second.
+		a.resyncNotBefore = time.Now().Add(time.Second)
 		a.warnOnce(&a.resyncWarned, "process events were lost and some processes could not be read from /proc; decisions stay on the slow path", "error", scanErr)
 		return
 	}
@@ -482,6 +535,26 @@ func (a *Agent) resync(ctx context.Context) {
 	a.count(func(s *Stats) { s.Resyncs++ })
 	a.log.Warn("process events were lost (the tracker's ring buffer was full): the process table was brought up to date from /proc",
 		"lost", lost-seen, "exited", len(gone), "entered", entered, "unknown_ancestry", unknown)
+}
+
+// reapDoomed removes the processes the last resync found gone, now that
+// the events raised before its scan are applied. A process whose exit was
+// applied meanwhile, or whose pid another process took, is left alone.
+func (a *Agent) reapDoomed() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, id := range a.doomed {
+		a.pidsMu.Lock()
+		if a.pids[id.PID] == id {
+			delete(a.pids, id.PID)
+			if a.pending[id.PID].id == id {
+				delete(a.pending, id.PID)
+			}
+		}
+		a.pidsMu.Unlock()
+		a.eng.Exit(id)
+	}
+	a.doomed = a.doomed[:0]
 }
 
 // warnOnce logs a warning at most once a minute per *last.
@@ -520,7 +593,7 @@ func (a *Agent) apply(ctx context.Context, ev proctrack.Event) {
 			// and was missed by the scan (it exited meanwhile), or its
 			// own fork was lost.
 			exe := exeOf(ev.PID)
-			a.unknownCreator(ctx, id, exe, fsKindOfPath(exe), ev.CreatorStart)
+			a.unknownCreator(ctx, id, exe, fsKindOfPath(exe), ev.CreatorStart, ev.Creator)
 		}
 	case proctrack.Exec:
 		a.count(func(s *Stats) { s.Execs++ })
@@ -589,7 +662,7 @@ func (a *Agent) resolve(ctx context.Context, pid uint32) {
 	}
 	if _, err := a.eng.ExecInPlace(ctx, p.id, p.exe, p.fs); err != nil {
 		// The table never held the process: its fork went unseen.
-		a.unknownCreator(ctx, p.id, p.exe, p.fs, p.id.Start)
+		a.unknownCreator(ctx, p.id, p.exe, p.fs, p.id.Start, ppidOf(p.id.PID))
 	}
 	a.pidsMu.Lock()
 	if a.pending[pid] == p {
@@ -712,6 +785,16 @@ func (a *Agent) subjectFromProc(ctx context.Context, pid int32) (host.ProcessID,
 	if cur := a.eng.Process(id); cur != nil && cur.Exe == exe {
 		return id, true
 	}
+	if lost, err := a.tracker.Lost(); err == nil && lost == a.lostSeen.Load() && a.eng.Process(id) == nil && !p.Kernel {
+		// Nothing was lost, so the process's fork is on its way: one
+		// more drain, waiting for the table if need be, before /proc
+		// has to guess its creator.
+		if a.catchUp(ctx) == nil {
+			if cur := a.eng.Process(id); cur != nil && cur.Exe == exe {
+				return id, true
+			}
+		}
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.resolve(ctx, uint32(pid)) // an exec the tracker reported first
@@ -724,11 +807,13 @@ func (a *Agent) subjectFromProc(ctx context.Context, pid int32) (host.ProcessID,
 		}
 	}
 	switch {
+	case cur == nil && p.Kernel:
+		a.eng.Exist(ctx, id, exe, abi.FSLocal)
 	case cur == nil:
-		a.unknownCreator(ctx, id, exe, fsKindOfPath(exe), id.Start)
+		a.unknownCreator(ctx, id, exe, fsKindOfPath(exe), id.Start, p.PPID)
 	case cur.Exe != exe:
 		if _, err := a.eng.ExecInPlace(ctx, id, exe, fsKindOfPath(exe)); err != nil {
-			a.unknownCreator(ctx, id, exe, fsKindOfPath(exe), id.Start)
+			a.unknownCreator(ctx, id, exe, fsKindOfPath(exe), id.Start, p.PPID)
 		}
 	}
 	return id, true
@@ -1067,6 +1152,15 @@ func (a *Agent) audit(req *host.Request, d *host.Decision) {
 func exeOf(pid uint32) string {
 	exe, _, _ := procfs.Exe("/proc", pid)
 	return exe
+}
+
+// ppidOf is pid's parent in /proc (0 when it cannot be read).
+func ppidOf(pid uint32) uint32 {
+	p, err := procfs.Read("/proc", pid)
+	if err != nil {
+		return 0
+	}
+	return p.PPID
 }
 
 // fsKindOfPath classifies the filesystem holding path (local when it

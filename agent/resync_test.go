@@ -152,7 +152,11 @@ func TestResyncAfterLostEvents(t *testing.T) {
 	if !ok || o == nil {
 		t.Fatalf("o (pid %d) is not held after the resync", oPID)
 	}
-	if op, err := procfs.Read("/proc", uint32(oPID)); err == nil && op.PPID == 1 {
+	op, err := procfs.Read("/proc", uint32(oPID))
+	if err != nil {
+		t.Fatalf("o: %v", err)
+	}
+	if op.PPID == 1 {
 		if o.Zone != "untrusted" || o.Rule != "ancestry-lost" || !o.AncestryUnknown {
 			t.Errorf("o after the resync: zone %s, rule %s, ancestry unknown %v; want the failure zone (untrusted) for a lost ancestry", o.Zone, o.Rule, o.AncestryUnknown)
 		}
@@ -174,10 +178,28 @@ func TestResyncAfterLostEvents(t *testing.T) {
 
 // A fork whose creator's own fork was lost is not judged by its
 // executable either: with the ring drained but not yet resynced, the
-// child of a process the table never saw gets the failure zone.
+// child of a process the table never saw gets the failure zone. The
+// resync that follows finds its creator, and re-enters it as its child.
 func TestLostCreatorGivesFailureZone(t *testing.T) {
 	a := lossyAgent(t)
+	// Other processes on the machine may fill a one-page ring between the
+	// drain and c's fork; then c's fork is lost too, and the scenario is
+	// tried again.
+	for attempt := 1; ; attempt++ {
+		if lostCreator(t, a) {
+			return
+		}
+		if attempt == 5 {
+			t.Fatal("c's fork was lost in every attempt: the machine is too busy for a one-page ring")
+		}
+	}
+}
+
+// lostCreator runs TestLostCreatorGivesFailureZone's scenario once. It
+// reports false when c's own fork was lost (nothing tested).
+func lostCreator(t *testing.T, a *Agent) bool {
 	release := hold(t, a)
+	defer release()
 	flood(t, a)
 	b := exec.Command("sh", "-c", "read x; sleep 60 & wait")
 	bin, err := b.StdinPipe()
@@ -193,6 +215,7 @@ func TestLostCreatorGivesFailureZone(t *testing.T) {
 	if _, ok, _ := a.pidOf(uint32(b.Process.Pid)); ok {
 		t.Fatal("b's fork was not lost: the flood left room in the ring")
 	}
+	lost, _ := a.tracker.Lost()
 	if _, err := io.WriteString(bin, "go\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -220,15 +243,29 @@ func TestLostCreatorGivesFailureZone(t *testing.T) {
 	cID, ok, _ := a.pidOf(uint32(cPID))
 	c := a.eng.Process(cID)
 	if !ok || c == nil {
+		if now, _ := a.tracker.Lost(); now != lost {
+			return false
+		}
 		t.Fatalf("c (pid %d) is not held after its fork was applied", cPID)
 	}
-	if c.Zone != "untrusted" {
-		t.Errorf("c: zone %s (rule %s, %s), want untrusted: its creator's fork was lost", c.Zone, c.Rule, c.Reason)
+	if c.Zone != "untrusted" || !ancestryLost(c) {
+		t.Fatalf("c: zone %s (rule %s, %s), want untrusted for a lost ancestry: its creator's fork was lost", c.Zone, c.Rule, c.Reason)
 	}
-	if a.Stats().Untraced == 0 {
-		t.Errorf("no process counted as untraced: %+v", a.Stats())
-	}
+	// The resync enters b from /proc, and c again as b's child.
+	before := a.Stats().Resyncs
 	release()
+	for deadline := time.Now().Add(10 * time.Second); a.Stats().Resyncs == before; {
+		if time.Now().After(deadline) {
+			t.Fatalf("no resync within 10s: %+v", a.Stats())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	c = a.eng.Process(cID)
+	if c == nil || ancestryLost(c) || c.Creator == nil || c.Creator.ID.PID != uint32(b.Process.Pid) {
+		t.Fatalf("c after the resync: %+v; want it re-entered as b's (%d) child", c, b.Process.Pid)
+	}
+	b.Process.Kill()
+	return true
 }
 
 // engineFor returns an engine over the built-in zones plugin with cfg.

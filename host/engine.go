@@ -466,6 +466,9 @@ func (e *Engine) Exist(ctx context.Context, id ProcessID, exe string, fs abi.FSK
 	return p
 }
 
+// RuleAncestryLost is the rule of a process recorded by Untraced.
+const RuleAncestryLost = "ancestry-lost"
+
 // Untraced records a process whose creator is unknown although it
 // started while the host was tracking processes: the event that named its
 // creator was lost (a full queue, say). It is not classified, because by
@@ -473,7 +476,7 @@ func (e *Engine) Exist(ctx context.Context, id ProcessID, exe string, fs abi.FSK
 // (what Exist does): the failure zone applies, and no plugin is called.
 func (e *Engine) Untraced(id ProcessID, exe string) *Process {
 	p := newProcess(&Process{
-		ID: id, Exe: exe, Zone: e.cfg.FailureZone, Rule: "ancestry-lost", AncestryUnknown: true,
+		ID: id, Exe: exe, Zone: e.cfg.FailureZone, Rule: RuleAncestryLost, AncestryUnknown: true,
 		Reason: "its creator is unknown although it started while processes were tracked (the event naming its creator was lost or late), so the failure zone " +
 			e.cfg.FailureZone + " applies",
 		states: make([]string, len(e.plugins)),

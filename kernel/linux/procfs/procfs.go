@@ -32,7 +32,9 @@ type Process struct {
 	Exe     string
 	Deleted bool
 	Kernel  bool // a kernel thread (PF_KTHREAD)
-	Zombie  bool // exited, not yet reaped
+	// Zombie: exited, not yet reaped. A process whose first thread exited
+	// while others run shows the zombie state too; it is not one.
+	Zombie bool
 }
 
 // ErrGone: the process exited while it was being read.
@@ -108,13 +110,17 @@ func ParseStat(b []byte) (Process, error) {
 	if err != nil {
 		return Process{}, fmt.Errorf("malformed stat %q: flags: %v", clip(s), err)
 	}
+	threads, err := strconv.ParseUint(f[20-3], 10, 64)
+	if err != nil {
+		return Process{}, fmt.Errorf("malformed stat %q: num_threads: %v", clip(s), err)
+	}
 	start, err := strconv.ParseUint(f[22-3], 10, 64)
 	if err != nil {
 		return Process{}, fmt.Errorf("malformed stat %q: starttime: %v", clip(s), err)
 	}
 	return Process{
 		PID: uint32(pid), PPID: uint32(ppid), Start: start, Comm: s[open+1 : close],
-		Kernel: flags&pfKthread != 0, Zombie: f[0] == "Z" || f[0] == "X",
+		Kernel: flags&pfKthread != 0, Zombie: (f[0] == "Z" || f[0] == "X") && threads <= 1,
 	}, nil
 }
 

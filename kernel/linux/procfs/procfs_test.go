@@ -35,6 +35,10 @@ func TestParseStat(t *testing.T) {
 	if p, err := ParseStat([]byte(stat(9, 1, "z", "Z", 0, 5))); err != nil || !p.Zombie {
 		t.Fatalf("zombie: %+v %v", p, err)
 	}
+	// The first thread exited, two others run: alive.
+	if p, err := ParseStat([]byte(strings.Replace(stat(9, 1, "z", "Z", 0, 5), " 20 0 1 0 ", " 20 0 2 0 ", 1))); err != nil || p.Zombie {
+		t.Fatalf("a process whose first thread exited: %+v %v", p, err)
+	}
 	for _, bad := range []string{"", "42 S 1", "x (a) S 1", "42 (a) S 1 2 3", "42 (a) S x" + strings.Repeat(" 0", 30),
 		strings.Replace(stat(1, 0, "a", "S", 0, 1), " 1000 ", " 1000 ", 1)[:20]} {
 		if _, err := ParseStat([]byte(bad)); err == nil {
