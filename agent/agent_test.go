@@ -92,13 +92,20 @@ func (w *world) engine(t *testing.T) *host.Engine {
 		"system_space":    []string{"/usr/", "/bin/", "/sbin/", "/lib/", "/lib64/", "/etc/", w.dir + "/sys/", w.ctl + "/sys/"},
 		"private_folders": []string{w.dir + "/home/*/.ssh/"},
 	})
+	return pluginEngine(t, builtin.ZonesSource, builtin.Zones, cfg)
+}
+
+// pluginEngine returns an engine over one plugin, loaded with cfg, all of
+// it closed at the end of the test.
+func pluginEngine(t testing.TB, name string, wasm, cfg []byte) *host.Engine {
+	t.Helper()
 	ctx := context.Background()
 	rt, err := host.NewRuntime(ctx, host.RuntimeOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rt.Close(ctx) })
-	p, err := rt.Load(ctx, builtin.ZonesSource, builtin.Zones, cfg)
+	p, err := rt.Load(ctx, name, wasm, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

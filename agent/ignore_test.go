@@ -64,24 +64,8 @@ func ignoreWorld(t testing.TB, name string, wasm, cfg []byte) (dir string, a *Ag
 		t.Fatal(err)
 	}
 	write(t, filepath.Join(dir, "true"), b, 0o755)
-	ctx := context.Background()
-	rt, err := host.NewRuntime(ctx, host.RuntimeOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rt.Close(ctx) })
-	p, err := rt.Load(ctx, name, wasm, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close(ctx) })
-	e, err := host.New(host.Config{}, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
 	w := &world{dir: dir}
-	return dir, w.agent(t, e)
+	return dir, w.agent(t, pluginEngine(t, name, wasm, cfg))
 }
 
 // events runs each command line and returns how many permission events
@@ -189,15 +173,7 @@ func BenchmarkFastOpen(b *testing.B) {
 	// The subject: a sleep orphaned before the agent starts, which the
 	// agent finds with no known creator and classifies system by its
 	// executable, as it would a service.
-	out, err := exec.Command("sh", "-c", "sleep 600 >/dev/null 2>&1 & echo $!").Output()
-	if err != nil {
-		b.Fatal(err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(out)))
-	if err != nil {
-		b.Fatalf("sleep's pid %q: %v", out, err)
-	}
-	b.Cleanup(func() { unix.Kill(pid, unix.SIGKILL) })
+	pid := orphanSleep(b)
 	cfg, _ := json.Marshal(map[string]any{"system_space": []string{"/usr/", "/bin/", "/sbin/", "/lib/", "/lib64/", "/etc/"}})
 	dir, a := ignoreWorld(b, builtin.ZonesSource, builtin.Zones, cfg)
 	id, known, _ := a.pidOf(uint32(pid))
@@ -217,4 +193,20 @@ func BenchmarkFastOpen(b *testing.B) {
 			b.Fatalf("fast path: allow %v, answered %v", allow, ok)
 		}
 	}
+}
+
+// orphanSleep starts a sleep whose creator (a shell) exits at once, and
+// returns its pid; it is killed at the end of the test.
+func orphanSleep(t testing.TB) int {
+	t.Helper()
+	out, err := exec.Command("sh", "-c", "sleep 600 >/dev/null 2>&1 & echo $!").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(out)))
+	if err != nil {
+		t.Fatalf("the sleep's pid %q: %v", out, err)
+	}
+	t.Cleanup(func() { unix.Kill(pid, unix.SIGKILL) })
+	return pid
 }

@@ -31,7 +31,7 @@ func lossyAgent(t *testing.T) *Agent {
 	}
 	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
 	cfg, _ := json.Marshal(map[string]any{"system_space": []string{"/usr/", "/bin/", "/sbin/", "/lib/", "/lib64/", "/etc/"}})
-	return (&world{dir: dir, ringBytes: os.Getpagesize()}).agent(t, engineFor(t, cfg))
+	return (&world{dir: dir, ringBytes: os.Getpagesize()}).agent(t, pluginEngine(t, builtin.ZonesSource, builtin.Zones, cfg))
 }
 
 // hold stops the agent draining its ring buffer until the returned
@@ -101,15 +101,7 @@ func TestResyncAfterLostEvents(t *testing.T) {
 	q.Wait()
 	// o: a sleep whose creator (a shell) exits at once, started while
 	// events are lost.
-	out, err := exec.Command("sh", "-c", "sleep 60 >/dev/null 2>&1 & echo $!").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	oPID, err := strconv.Atoi(strings.TrimSpace(string(out)))
-	if err != nil {
-		t.Fatalf("the orphan's pid %q: %v", out, err)
-	}
-	t.Cleanup(func() { unix.Kill(oPID, unix.SIGKILL) })
+	oPID := orphanSleep(t)
 	sleep := waitExe(t, p.Process.Pid, shell)
 	waitExe(t, r.Process.Pid, "")
 	waitExe(t, oPID, "")
@@ -266,28 +258,6 @@ func lostCreator(t *testing.T, a *Agent) bool {
 	}
 	b.Process.Kill()
 	return true
-}
-
-// engineFor returns an engine over the built-in zones plugin with cfg.
-func engineFor(t *testing.T, cfg []byte) *host.Engine {
-	t.Helper()
-	ctx := t.Context()
-	rt, err := host.NewRuntime(ctx, host.RuntimeOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rt.Close(ctx) })
-	p, err := rt.Load(ctx, builtin.ZonesSource, builtin.Zones, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close(ctx) })
-	e, err := host.New(host.Config{}, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	return e
 }
 
 // known waits until the agent holds pid, classified, and returns its
