@@ -132,8 +132,8 @@ struct {
 // seq[0] counts events submitted to the ring buffer, seq[1] events the
 // ring buffer had no room for. User space compares seq[0] with the events
 // it has applied: equal means every process event that happened so far is
-// in its table, unless seq[1] says some were lost. Memory-mapped, so
-// reading it is no system call.
+// in its table, unless seq[1] grew since it last made up for losses.
+// Memory-mapped, so reading it is no system call.
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(map_flags, BPF_F_MMAPABLE);
@@ -142,12 +142,21 @@ struct {
 	__type(value, __u64);
 } seq SEC(".maps");
 
+// SEQ_SUBMITTED and SEQ_LOST index seq.
+#define SEQ_SUBMITTED 0
+#define SEQ_LOST 1
+
+static __always_inline void seq_add(__u32 i, __s64 d)
+{
+	__u64 *n = bpf_map_lookup_elem(&seq, &i);
+	if (n)
+		__sync_fetch_and_add(n, d);
+}
+
+// lost counts an event the ring had no room for.
 static __always_inline void lost(void)
 {
-	__u32 one = 1;
-	__u64 *n = bpf_map_lookup_elem(&seq, &one);
-	if (n)
-		__sync_fetch_and_add(n, 1);
+	seq_add(SEQ_LOST, 1);
 }
 
 static __always_inline void fill(struct event *e, __u32 kind, __u32 pid, __u64 start, __u32 creator, __u64 creator_start)
@@ -164,19 +173,13 @@ static __always_inline void fill(struct event *e, __u32 kind, __u32 pid, __u64 s
 // for an event it cannot read yet, never read one it has not counted.
 static __always_inline void count(void)
 {
-	__u32 zero = 0;
-	__u64 *n = bpf_map_lookup_elem(&seq, &zero);
-	if (n)
-		__sync_fetch_and_add(n, 1);
+	seq_add(SEQ_SUBMITTED, 1);
 }
 
 // uncount takes back a count() whose event never became readable.
 static __always_inline void uncount(void)
 {
-	__u32 zero = 0;
-	__u64 *n = bpf_map_lookup_elem(&seq, &zero);
-	if (n)
-		__sync_fetch_and_add(n, -1);
+	seq_add(SEQ_SUBMITTED, -1);
 }
 
 // wake_flags: no wake-up per event. User space drains the ring on its own

@@ -159,9 +159,9 @@ func Start(opts Options) (_ *Tracker, err error) {
 // fork, exec and exit was most of what tracking cost a process storm
 // (about 200 µs per fork+exec on a 2-core VM). User space drains the ring
 // on its own clock (a tick is enough: the default 4 MiB ring holds about
-// 100,000 forks or exits, or some 25,000 execs with their paths) and whenever a
-// decision needs the table current, which it can tell by comparing
-// Submitted with what it has applied. A ring a quarter full wakes a Read
+// 100,000 forks or exits, or some 25,000 execs with their paths) and
+// whenever a decision needs the table current, which it can tell by
+// comparing Submitted with what it has applied. A ring a quarter full wakes a Read
 // at once (the agent drains on its tick instead).
 
 // Drain hands every event waiting in the ring buffer to f, in order,
