@@ -91,17 +91,16 @@ type Agent struct {
 	// another goroutine because applying it calls a plugin; under
 	// trackMu, applied before anything else.
 	stash *proctrack.Event
-	// resyncWarned is when a failed resync was last logged, and
-	// resyncNotBefore when the next may run after a partial scan; under
-	// trackMu.
-	resyncWarned, resyncNotBefore time.Time
+	// resyncNotBefore is when the next resync may run after a partial
+	// scan; under trackMu.
+	resyncNotBefore time.Time
 	// doomed are the processes a resync found gone; they leave the table
 	// after the next drain, once the events they raised before the scan
 	// (a fork by one of them, say) are applied. Under mu.
 	doomed []host.ProcessID
-	// untracedWarned is when a process was last given the failure zone
-	// for a lost creator and that was logged (UnixNano).
-	untracedWarned atomic.Int64
+	// When a failed resync, and a process given the failure zone for a
+	// lost creator, were last logged (UnixNano; see warnOnce).
+	resyncWarned, untracedWarned atomic.Int64
 
 	// ignMu guards the ignore marks' bookkeeping: flushAt is when the
 	// first of them must go (0: none live), and ignoreOff is set when the
@@ -398,11 +397,7 @@ func (a *Agent) enter(ctx context.Context, ps []procfs.Process) (entered, unknow
 				continue
 			}
 		}
-		if n.Kernel {
-			a.eng.Exist(ctx, id, exe, fs)
-		} else {
-			a.unknownCreator(ctx, id, exe, fs, id.Start, n.PPID)
-		}
+		a.unknownCreator(ctx, id, exe, fs, id.Start, n.PPID)
 		entered++
 		unknown++
 	}
@@ -426,11 +421,8 @@ func (a *Agent) unknownCreator(ctx context.Context, id host.ProcessID, exe strin
 	if born > a.tracker.Since() && !isKernelThread(parent) {
 		a.eng.Untraced(id, exe)
 		a.count(func(s *Stats) { s.Untraced++ })
-		if now := time.Now().UnixNano(); now-a.untracedWarned.Load() >= int64(time.Minute) {
-			a.untracedWarned.Store(now)
-			a.log.Warn("a process started while tracked has no known creator (the event naming it was lost, or is late): the failure zone applies (logged once a minute; see Stats.Untraced)",
-				"pid", id.PID, "exe", exe)
-		}
+		a.warnOnce(&a.untracedWarned, "a process started while tracked has no known creator (the event naming it was lost, or is late): the failure zone applies (logged once a minute; see Stats.Untraced)",
+			"pid", id.PID, "exe", exe)
 		return
 	}
 	a.eng.Exist(ctx, id, exe, fs)
@@ -557,10 +549,11 @@ func (a *Agent) reapDoomed() {
 	a.doomed = a.doomed[:0]
 }
 
-// warnOnce logs a warning at most once a minute per *last.
-func (a *Agent) warnOnce(last *time.Time, msg string, args ...any) {
-	if now := time.Now(); now.Sub(*last) >= time.Minute {
-		*last = now
+// warnOnce logs a warning at most once a minute per *last (UnixNano of
+// the last one).
+func (a *Agent) warnOnce(last *atomic.Int64, msg string, args ...any) {
+	if now := time.Now().UnixNano(); now-last.Load() >= int64(time.Minute) {
+		last.Store(now)
 		a.log.Warn(msg, args...)
 	}
 }
@@ -807,8 +800,6 @@ func (a *Agent) subjectFromProc(ctx context.Context, pid int32) (host.ProcessID,
 		}
 	}
 	switch {
-	case cur == nil && p.Kernel:
-		a.eng.Exist(ctx, id, exe, abi.FSLocal)
 	case cur == nil:
 		a.unknownCreator(ctx, id, exe, fsKindOfPath(exe), id.Start, p.PPID)
 	case cur.Exe != exe:

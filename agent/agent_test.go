@@ -35,12 +35,7 @@ type world struct {
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
-	privtest.Require(t)
-	dir := t.TempDir()
-	if err := unix.Mount("lineage-e2e", dir, "tmpfs", 0, "size=64m,mode=0755"); err != nil {
-		t.Fatalf("mounting a tmpfs for the test: %v", err)
-	}
-	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	dir := testTmpfs(t, "lineage-e2e", "64m")
 	for _, d := range []string{"sys/etc", "home/u/.ssh"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			t.Fatal(err)
@@ -75,6 +70,19 @@ func newWorld(t *testing.T) *world {
 	}
 	write(t, filepath.Join(w.ctl, "sys", "bash"), bin, 0o755)
 	return w
+}
+
+// testTmpfs mounts a tmpfs of size made for the test (root), unmounted at
+// its end, and returns where.
+func testTmpfs(t testing.TB, name, size string) string {
+	t.Helper()
+	privtest.Require(t)
+	dir := t.TempDir()
+	if err := unix.Mount(name, dir, "tmpfs", 0, "size="+size+",mode=0755"); err != nil {
+		t.Fatalf("mounting a tmpfs for the test: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	return dir
 }
 
 func write(t testing.TB, path string, b []byte, mode os.FileMode) {
@@ -284,13 +292,15 @@ func TestAuditLog(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	w.chain(t, "thunderbird")
+	results := w.chain(t, "thunderbird")
 	cancel()
 	a.Close()
 	<-done
 	wr.Close()
 	found := false
+	var all []string
 	for l := range lines {
+		all = append(all, l)
 		var m map[string]any
 		if err := json.Unmarshal([]byte(l), &m); err != nil {
 			t.Fatalf("not JSON: %q", l)
@@ -308,7 +318,8 @@ func TestAuditLog(t *testing.T) {
 		}
 	}
 	if !found {
-		t.Fatal("no audit line for the denied read of the private folder")
+		t.Fatalf("no audit line for the denied read of the private folder; the chain's results: %v; stats %+v; the log:\n%s",
+			results, a.Stats(), strings.Join(all, "\n"))
 	}
 }
 

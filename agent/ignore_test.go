@@ -51,12 +51,7 @@ func openall(t *testing.T) []byte {
 // and an agent guarding it over an engine with the given plugin.
 func ignoreWorld(t testing.TB, name string, wasm, cfg []byte) (dir string, a *Agent) {
 	t.Helper()
-	privtest.Require(t)
-	dir = t.TempDir()
-	if err := unix.Mount("lineage-ignore", dir, "tmpfs", 0, "size=16m,mode=0755"); err != nil {
-		t.Fatalf("mounting a tmpfs for the test: %v", err)
-	}
-	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	dir = testTmpfs(t, "lineage-ignore", "16m")
 	write(t, filepath.Join(dir, "data"), []byte("data\n"), 0o644)
 	truePath, _ := exec.LookPath("true")
 	b, err := os.ReadFile(truePath)

@@ -12,10 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"lineage.dev/lineage/host"
-	"lineage.dev/lineage/internal/privtest"
 	"lineage.dev/lineage/kernel/linux/procfs"
 	"lineage.dev/lineage/plugins/builtin"
 )
@@ -24,12 +21,7 @@ import (
 // the zones plugin, guarding a tmpfs made for the test.
 func lossyAgent(t *testing.T) *Agent {
 	t.Helper()
-	privtest.Require(t)
-	dir := t.TempDir()
-	if err := unix.Mount("lineage-resync", dir, "tmpfs", 0, "size=1m,mode=0755"); err != nil {
-		t.Fatalf("mounting a tmpfs for the test: %v", err)
-	}
-	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	dir := testTmpfs(t, "lineage-resync", "1m")
 	cfg, _ := json.Marshal(map[string]any{"system_space": []string{"/usr/", "/bin/", "/sbin/", "/lib/", "/lib64/", "/etc/"}})
 	return (&world{dir: dir, ringBytes: os.Getpagesize()}).agent(t, pluginEngine(t, builtin.ZonesSource, builtin.Zones, cfg))
 }
@@ -127,19 +119,19 @@ func TestResyncAfterLostEvents(t *testing.T) {
 		t.Errorf("p after the resync: %+v, want %s exec'd in place from %s", cur, sleep, shell)
 	}
 	// The fork: r is held, as this process's child.
-	rID, ok, _ := a.pidOf(uint32(r.Process.Pid))
+	rID, ok := heldAs(a, r.Process.Pid)
 	if cur := a.eng.Process(rID); !ok || cur == nil || cur.Exe != sleep || cur.AncestryUnknown || cur.Creator == nil || cur.Creator.ID.PID != uint32(os.Getpid()) {
 		t.Errorf("r after the resync: %+v (held %v), want %s created by pid %d", cur, ok, sleep, os.Getpid())
 	}
 	// The exit: q is gone.
-	if _, ok, _ := a.pidOf(qID.PID); ok || a.eng.Process(qID) != nil {
+	if id, ok, _ := a.pidOf(qID.PID); (ok && id == qID) || a.eng.Process(qID) != nil {
 		t.Errorf("q is still held after it exited")
 	}
 	// The orphan: born while tracked, its creator unknown, so not judged
 	// by its executable (system space), but given the failure zone. /proc
 	// tells a creator only through the parent: a subreaper above this
 	// test would adopt o and pass for its creator.
-	oID, ok, _ := a.pidOf(uint32(oPID))
+	oID, ok := heldAs(a, oPID)
 	o := a.eng.Process(oID)
 	if !ok || o == nil {
 		t.Fatalf("o (pid %d) is not held after the resync", oPID)
@@ -204,7 +196,7 @@ func lostCreator(t *testing.T, a *Agent) bool {
 	if err := a.catchUpLocked(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok, _ := a.pidOf(uint32(b.Process.Pid)); ok {
+	if _, ok := heldAs(a, b.Process.Pid); ok {
 		t.Fatal("b's fork was not lost: the flood left room in the ring")
 	}
 	lost, _ := a.tracker.Lost()
@@ -232,7 +224,7 @@ func lostCreator(t *testing.T, a *Agent) bool {
 	a.mu.Lock()
 	a.resolveAllLocked(t.Context())
 	a.mu.Unlock()
-	cID, ok, _ := a.pidOf(uint32(cPID))
+	cID, ok := heldAs(a, cPID)
 	c := a.eng.Process(cID)
 	if !ok || c == nil {
 		if now, _ := a.tracker.Lost(); now != lost {
@@ -266,8 +258,8 @@ func known(t *testing.T, a *Agent, pid int) host.ProcessID {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		id, ok, pending := a.pidOf(uint32(pid))
-		if ok && !pending && a.eng.Process(id) != nil {
+		id, ok := heldAs(a, pid)
+		if _, _, pending := a.pidOf(uint32(pid)); ok && !pending && a.eng.Process(id) != nil {
 			return id
 		}
 		if time.Now().After(deadline) {
@@ -275,6 +267,16 @@ func known(t *testing.T, a *Agent, pid int) host.ProcessID {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// heldAs returns the identity the agent holds for pid, and whether it is
+// the process running with that pid now: pids are reused (pid_max is
+// 32768 on these machines), and an entry for an exited process whose exit
+// was lost is not this one.
+func heldAs(a *Agent, pid int) (host.ProcessID, bool) {
+	id, ok, _ := a.pidOf(uint32(pid))
+	p, err := procfs.Read("/proc", uint32(pid))
+	return id, ok && err == nil && p.Start == id.Start
 }
 
 // waitExe waits until pid's executable is not not, and returns it.
