@@ -5,6 +5,7 @@ package fanotify
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -431,5 +432,31 @@ func TestMarkFilesystemCoversBindMounts(t *testing.T) {
 		if guardedBind := errBind != nil; guardedBind != fs {
 			t.Errorf("filesystem mark %v: the bind mount guarded: %v", fs, guardedBind)
 		}
+	}
+}
+
+// A thread blocked in an open shows "running" for a moment each time the
+// group answers another event; the intent is read again rather than taken
+// as unknown (which counts as a write).
+func TestIntentRereadsRunning(t *testing.T) {
+	reads := 0
+	readSyscall = func(string) ([]byte, error) {
+		reads++
+		if reads < 3 {
+			return []byte("running\n"), nil
+		}
+		return []byte(fmt.Sprintf("%d 0xffffff9c 0x7ffd0 0x0 0x0 0x0 0x0 0x7ffc 0x7f00\n", sysOpenat)), nil
+	}
+	defer func() { readSyscall = os.ReadFile }()
+	if r, w, k := openIntent(1, "syscall"); !k || !r || w {
+		t.Fatalf("read %v, write %v, known %v after two reads of running; want a known read", r, w, k)
+	}
+	// A thread that stays running (not in a system call) is given up on.
+	reads = -100
+	if _, _, k := openIntent(1, "syscall"); k {
+		t.Fatal("a thread that keeps running: known")
+	}
+	if reads != -100+runningRetries+1 {
+		t.Fatalf("%d reads of a running thread, want %d", reads+100, runningRetries+1)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -38,14 +39,33 @@ func (ev *Event) Access() (read, write, known bool) {
 	return read, write, known
 }
 
+// readSyscall reads a syscall file (a variable for tests).
+var readSyscall = os.ReadFile
+
+// runningRetries is how many more times a thread's syscall file is read
+// when it says "running". A thread waiting for a permission verdict wakes
+// each time the group answers any event, to see whether the answer is its
+// own: read at that moment, it shows "running" though it is blocked in its
+// open (seen as an exec taken for a write, now and then, while other
+// events were answered).
+const runningRetries = 5
+
 // openIntent reads one thread's syscall file: whether it is in an open,
 // and what that open asks for.
 func openIntent(tid int32, path string) (read, write, known bool) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return false, false, false
+	var f []string
+	for try := 0; ; try++ {
+		b, err := readSyscall(path)
+		if err != nil {
+			return false, false, false
+		}
+		f = strings.Fields(string(b))
+		if len(f) > 0 && f[0] == "running" && try < runningRetries {
+			time.Sleep(50 * time.Microsecond)
+			continue
+		}
+		break
 	}
-	f := strings.Fields(string(b))
 	if len(f) < 7 {
 		return false, false, false // "running" or "-1 ...": not in a system call
 	}
